@@ -1,0 +1,72 @@
+"""The `icegrt` command: a small table of verbs, each handing its arguments to Hydra."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from icegrt_cli.console import print_error
+from icegrt_cli.errors import IcegrtError
+from icegrt_cli.launch import launch
+
+app = typer.Typer(
+    help="icegrt: adapt a general LLM to a domain with RLHF (ICE-GRT) without losing general "
+    "skills. Each stage takes Hydra overrides (key=value, group=option, -m for sweeps); "
+    "`icegrt STAGE --help` lists its config groups and settings.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+data_app = typer.Typer(
+    help="Bundled data: generate the ad-moderation demo set.", no_args_is_help=True
+)
+app.add_typer(data_app, name="data")
+
+STAGE_HELP = {
+    "sft": ("sft", "Supervised fine-tuning on demonstrations (prompt masked, domain + general)."),
+}
+"""CLI verb -> (config / stage name, one-line help)."""
+
+HYDRA_ARGS = {"allow_extra_args": True, "ignore_unknown_options": True}
+
+
+def _stage_command(verb: str, stage: str, text: str) -> None:
+    @app.command(verb, help=text, context_settings=HYDRA_ARGS, add_help_option=False)
+    def command(ctx: typer.Context) -> None:
+        _guarded(lambda: launch(stage, list(ctx.args)))
+
+
+for _verb, (_stage, _text) in STAGE_HELP.items():
+    _stage_command(_verb, _stage, _text)
+
+
+@data_app.command("demo")
+def data_demo(
+    out: Annotated[Path, typer.Option("--out", help="Folder to write the generated files into.")],
+    seed: Annotated[int, typer.Option(help="Generator seed; the bundled files use 0.")] = 0,
+) -> None:
+    """Generate the ad-moderation demo data set (SFT, pairs, PPO prompts, test, general)."""
+    from icegrt_cli.data.demo import generate_demo
+
+    card = generate_demo(out, seed=seed)
+    Console().print(f"wrote the demo data set to {out}")
+    Console().print(card.get("counts", card))
+
+
+def _guarded(action) -> None:
+    try:
+        action()
+    except IcegrtError as err:
+        print_error(err)
+        raise typer.Exit(getattr(err, "exit_code", 2)) from None
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

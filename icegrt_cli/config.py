@@ -1,0 +1,168 @@
+"""The typed schema of every stage: the single source of defaults.
+
+YAML files under `conf/` only override these values; Hydra checks every override against the
+dataclasses, so an unknown key or a wrong type fails before any work starts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING
+
+
+@dataclass
+class RunConfig:
+    name: str | None = None
+    """Stable run name: outputs go to `<root>/<name>/<stage>/`, where later stages find them."""
+    root: str = "runs"
+    """Folder that holds all runs."""
+    seed: int = 0
+    """Seeds model init, data order, sampling and dropout-free training alike."""
+    resume: str | None = None
+    """`latest` (newest checkpoint in this run's folder) or a `checkpoints/step-N` path."""
+    precision: str = "fp32"
+    """fp32 | bf16 | fp16 (autocast through Accelerate)."""
+    cpu: bool = False
+    """Force CPU even when an accelerator is present."""
+    num_threads: int | None = None
+    """torch intra-op threads; default: the cores this process may use, at most 8."""
+    tensorboard: bool = False
+    """Also write TensorBoard event files beside metrics.jsonl."""
+    log_every: int = 10
+    """Steps between metric records."""
+    progress: bool = True
+    """Live rich progress bar (off for batch jobs with captured logs)."""
+    force: bool = False
+    """Run even when the output folder already holds a finished run (pipeline skips otherwise)."""
+
+
+@dataclass
+class ModelConfig:
+    name_or_path: str | None = None
+    """A local `save_pretrained` folder or a hub id; None builds the size preset below."""
+    tokenizer: str | None = None
+    """Tokenizer folder or hub id; defaults to name_or_path, or a BPE trained on the demo text."""
+    hidden_size: int = 128
+    num_layers: int = 4
+    num_heads: int = 4
+    num_kv_heads: int | None = None
+    intermediate_size: int = 384
+    max_position_embeddings: int = 512
+    vocab_size: int = 2048
+    """Vocabulary of the tokenizer trained for presets."""
+    tie_word_embeddings: bool = True
+    dtype: str = "float32"
+    """Weights dtype at load: float32 | bfloat16 | float16."""
+    trust_remote_code: bool = False
+    """Run code shipped with a checkpoint. Off unless you trust its source."""
+    chat_template: str | None = None
+    """Jinja chat template overriding the tokenizer's own."""
+    attn_implementation: str | None = None
+    """eager | sdpa | flash_attention_2; None lets transformers choose."""
+    gradient_checkpointing: bool = False
+
+
+@dataclass
+class SourceConfig:
+    kind: str = "demo"
+    """demo | file (jsonl, json, csv, parquet by extension) | hub (a datasets hub name)."""
+    path: str | None = None
+    """File path or hub name; for demo: the bundled part (None: the stage's own part)."""
+    eval_path: str | None = None
+    """Held-out file / hub split for this source; None: hold out `data.eval_fraction`."""
+    split: str = "train"
+    """Split name for hub sources."""
+    eval_split: str | None = None
+    weight: float = 1.0
+    """Examples per epoch = weight x source size (0.5 samples half, 2.0 repeats twice)."""
+    fields: dict[str, str] = field(default_factory=dict)
+    """Map the stage's field names to this source's, e.g. {prompt: question, response: answer}."""
+    limit: int | None = None
+    """Use only the first N records (after reading)."""
+
+
+@dataclass
+class DataConfig:
+    sources: list[SourceConfig] = field(default_factory=lambda: [SourceConfig()])
+    eval_fraction: float = 0.05
+    """Share of each source held out for eval loss when it has no eval_path."""
+    max_length: int = 512
+    """Longest tokenised example; longer ones are skipped and counted."""
+    packing: bool = False
+    """Pack several examples into one row of max_length tokens (fewer pad tokens)."""
+
+
+@dataclass
+class OptimConfig:
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.95])
+    eps: float = 1e-8
+    scheduler: str = "cosine"
+    """cosine | linear | constant, after warmup."""
+    warmup_steps: int = 0
+    warmup_ratio: float = 0.03
+    """Used when warmup_steps is 0."""
+    min_lr_ratio: float = 0.1
+    """Final lr as a share of lr (cosine / linear)."""
+    max_grad_norm: float = 1.0
+    """Clip the global gradient norm; 0 disables."""
+
+
+@dataclass
+class TrainConfig:
+    epochs: float = 1.0
+    """Passes over the training mix; ignored when max_steps > 0."""
+    max_steps: int = 0
+    batch_size: int = 16
+    """Micro-batch per process."""
+    grad_accum: int = 1
+    """Micro-batches per optimizer step."""
+    eval_every: int = 100
+    """Optimizer steps between held-out evaluations (0: only at the end)."""
+    eval_batches: int = 0
+    """Cap on eval micro-batches (0: the whole eval split)."""
+    save_every: int = 100
+    """Optimizer steps between checkpoints (0: never mid-run)."""
+    keep_last: int = 2
+    """Checkpoints kept; older ones are deleted."""
+    stop_after: int = 0
+    """Stop (as if killed) after this many steps, leaving the checkpoint; for testing resume."""
+
+
+@dataclass
+class SFTConfig:
+    stage: str = "sft"
+    run: RunConfig = field(default_factory=RunConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    sample_prompts: int = 2
+    """Held-out prompts answered by the final model and printed, to see what it learned."""
+
+
+STAGE_SCHEMAS: dict[str, Any] = {"sft": SFTConfig}
+
+
+def register_configs() -> None:
+    """Put each stage schema in Hydra's ConfigStore so `<stage>.yaml` can extend it."""
+    store = ConfigStore.instance()
+    for stage, schema in STAGE_SCHEMAS.items():
+        store.store(name=f"{stage}_schema", node=schema)
+
+
+__all__ = [
+    "MISSING",
+    "DataConfig",
+    "ModelConfig",
+    "OptimConfig",
+    "RunConfig",
+    "SFTConfig",
+    "SourceConfig",
+    "TrainConfig",
+    "register_configs",
+]

@@ -1,0 +1,252 @@
+"""The supervised step loop shared by SFT and reward-model training.
+
+Loss normalisation is global: each micro-batch contributes `loss_sum / units in the whole
+optimizer step (all micro-batches, all ranks)`, so batch 8 x accumulation 1 and batch 1 x
+accumulation 8 take the same step, and a step is the same on one process or several.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import torch
+
+from icegrt_cli.config import OptimConfig, RunConfig, TrainConfig
+from icegrt_cli.engine.checkpoint import Checkpointer, load_checkpoint
+from icegrt_cli.engine.metrics import MetricsLogger
+from icegrt_cli.engine.optim import build_optimizer, build_scheduler
+from icegrt_cli.engine.progress import StepProgress
+from icegrt_cli.engine.runtime import Runtime
+from icegrt_cli.errors import DataError, RunInterrupted
+
+
+class StepOutput(NamedTuple):
+    """What a stage's step function returns for one micro-batch."""
+
+    loss_sum: torch.Tensor
+    """Loss summed over the batch's units (tokens, pairs); carries the graph."""
+    metrics: dict[str, float]
+    """Other figures, also summed over units; logged as means per unit."""
+
+
+StepFn = Callable[[torch.nn.Module, dict[str, Any]], StepOutput]
+Collate = Callable[[list[Any]], dict[str, Any]]
+
+
+@dataclass
+class FitResult:
+    steps: int
+    stopped_early: bool
+    train_loss: float | None = None
+    eval_metrics: dict[str, float] = field(default_factory=dict)
+    first_eval: dict[str, float] = field(default_factory=dict)
+
+
+def global_batches(n: int, global_size: int, epoch: int, seed: int) -> list[list[int]]:
+    """One epoch's global batches of example indices, in a seeded order.
+
+    The order depends only on (seed, epoch), not on RNG history, so a resumed run sees
+    exactly the batches it would have seen. The incomplete last batch is dropped.
+    """
+    generator = torch.Generator().manual_seed(seed * 100_003 + epoch)
+    order = torch.randperm(n, generator=generator).tolist()
+    return [order[i : i + global_size] for i in range(0, n - global_size + 1, global_size)]
+
+
+def rank_micro_batches(batch: list[int], rank: int, world: int, micro: int) -> list[list[int]]:
+    """This rank's share of a global batch, split into micro-batches of `micro`."""
+    mine = batch[rank::world]
+    return [mine[i : i + micro] for i in range(0, len(mine), micro)]
+
+
+def _units(batch: dict[str, Any]) -> float:
+    return float(batch["weight"])
+
+
+def _move(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
+    return {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+
+
+@torch.no_grad()
+def evaluate(
+    rt: Runtime, model: torch.nn.Module, dataset: Sequence[Any], collate: Collate,
+    step_fn: StepFn, batch_size: int, max_batches: int = 0,
+) -> dict[str, float]:
+    """Mean loss and metrics per unit over a held-out set, summed across ranks."""
+    was_training = model.training
+    model.eval()
+    indices = list(range(len(dataset)))[rt.rank :: rt.world_size]
+    chunks = [indices[i : i + batch_size] for i in range(0, len(indices), batch_size)]
+    if max_batches > 0:
+        chunks = chunks[:max_batches]
+    totals: dict[str, float] = {"loss": 0.0}
+    units = 0.0
+    for chunk in chunks:
+        batch = _move(collate([dataset[i] for i in chunk]), rt.device)
+        with rt.accelerator.autocast():
+            out = step_fn(model, batch)
+        totals["loss"] += out.loss_sum.item()
+        for key, value in out.metrics.items():
+            totals[key] = totals.get(key, 0.0) + float(value)
+        units += _units(batch)
+    keys = sorted(totals)
+    packed = torch.tensor([totals[k] for k in keys] + [units], device=rt.device)
+    packed = rt.accelerator.reduce(packed, reduction="sum")
+    model.train(was_training)
+    denominator = max(packed[-1].item(), 1.0)
+    return {k: packed[i].item() / denominator for i, k in enumerate(keys)}
+
+
+def fit(
+    rt: Runtime,
+    model: torch.nn.Module,
+    train_set: Sequence[Any],
+    collate: Collate,
+    step_fn: StepFn,
+    *,
+    run: RunConfig,
+    train: TrainConfig,
+    optim: OptimConfig,
+    out_dir: Path,
+    eval_set: Sequence[Any] | None = None,
+    title: str = "train",
+) -> FitResult:
+    """Train `model` on `train_set`; checkpoint, resume, evaluate and log along the way."""
+    world = rt.world_size
+    global_size = train.batch_size * train.grad_accum * world
+    steps_per_epoch = len(train_set) // global_size
+    if steps_per_epoch == 0:
+        raise DataError(
+            f"{title}: {len(train_set)} training examples do not fill one optimizer step of "
+            f"{global_size} (batch_size x grad_accum x processes)"
+        )
+    total = train.max_steps or max(1, round(train.epochs * steps_per_epoch))
+
+    optimizer = build_optimizer(model.parameters(), optim)
+    scheduler = build_scheduler(optimizer, optim, total)
+    ckpt = Checkpointer(out_dir / "checkpoints", train.keep_last, rt.is_main)
+    start = 0
+    resume_from = ckpt.resolve(run.resume)
+    if resume_from is not None:
+        state = load_checkpoint(
+            resume_from, {"model": model}, {"optimizer": optimizer, "scheduler": scheduler}
+        )
+        start = state["step"]
+        rt.print(f"resumed from {resume_from} at step {start}")
+    model, optimizer = rt.accelerator.prepare(model, optimizer)
+    logger = MetricsLogger(
+        out_dir, rt.is_main, run.tensorboard, resume_step=start if resume_from else None
+    )
+
+    def do_eval(step: int) -> dict[str, float]:
+        if not eval_set:
+            return {}
+        metrics = evaluate(
+            rt, model, eval_set, collate, step_fn, train.batch_size, train.eval_batches
+        )
+        logger.log(step, {f"eval/{k}": v for k, v in metrics.items()})
+        return metrics
+
+    def save(step: int) -> None:
+        ckpt.save(
+            step, {"model": rt.accelerator.unwrap_model(model)},
+            {"optimizer": optimizer, "scheduler": scheduler}, {"total_steps": total},
+        )
+        rt.accelerator.wait_for_everyone()
+
+    result = FitResult(steps=start, stopped_early=False)
+    if start == 0:
+        result.first_eval = do_eval(0)
+    model.train()
+    window_units, window_start, window_loss, window_steps = 0.0, time.perf_counter(), 0.0, 0
+    step = start
+    try:
+        with StepProgress(rt.console, title, total, start, run.progress and rt.is_main) as bar:
+            while step < total:
+                epoch, position = divmod(step, steps_per_epoch)
+                batch_ids = global_batches(len(train_set), global_size, epoch, run.seed)[position]
+                micros = [
+                    _move(collate([train_set[i] for i in ids]), rt.device)
+                    for ids in rank_micro_batches(batch_ids, rt.rank, world, train.batch_size)
+                ]
+                local_units = torch.tensor(sum(_units(b) for b in micros), device=rt.device)
+                step_units = rt.accelerator.reduce(local_units, reduction="sum").item()
+                loss_total = _accumulate(rt, model, micros, step_fn, step_units)
+                grad_norm = _clip(rt, model, optim.max_grad_norm)
+                optimizer.step()
+                scheduler.step()
+                optimizer.zero_grad(set_to_none=True)
+                step += 1
+                result.steps = step
+
+                window_units += step_units
+                window_loss += loss_total
+                window_steps += 1
+                figures = {"loss": loss_total, "lr": scheduler.get_last_lr()[0]}
+                if step % run.log_every == 0 or step == total:
+                    elapsed = time.perf_counter() - window_start
+                    record = {
+                        "train/loss": window_loss / window_steps,
+                        "train/lr": figures["lr"],
+                        "train/grad_norm": grad_norm,
+                        "train/units_per_s": window_units / max(elapsed, 1e-9),
+                        "train/epoch": step / steps_per_epoch,
+                    }
+                    logger.log(step, record)
+                    result.train_loss = record["train/loss"]
+                    window_units, window_start, window_loss, window_steps = (
+                        0.0, time.perf_counter(), 0.0, 0,
+                    )
+                    figures["units/s"] = record["train/units_per_s"]
+                bar.advance(figures)
+                if train.eval_every and step % train.eval_every == 0 and step < total:
+                    do_eval(step)
+                if train.save_every and step % train.save_every == 0 and step < total:
+                    save(step)
+                if train.stop_after and step >= train.stop_after and step < total:
+                    save(step)
+                    result.stopped_early = True
+                    return result
+        result.eval_metrics = do_eval(step)
+    except KeyboardInterrupt as interrupt:
+        # Keep the finished steps: the weights hold `step` complete updates.
+        save(step)
+        raise RunInterrupted(
+            f"interrupted at step {step}; checkpoint saved in {ckpt.latest()}: "
+            "rerun with run.resume=latest to continue"
+        ) from interrupt
+    finally:
+        logger.close()
+    return result
+
+
+def _accumulate(
+    rt: Runtime, model: torch.nn.Module, micros: list[dict[str, Any]], step_fn: StepFn,
+    step_units: float,
+) -> float:
+    """Backward every micro-batch of one step; gradients sync on the last one only."""
+    loss_total = 0.0
+    scale = rt.world_size / max(step_units, 1.0)  # DDP averages over ranks: undo it
+    for index, batch in enumerate(micros):
+        last = index == len(micros) - 1
+        sync = contextlib.nullcontext() if last else rt.accelerator.no_sync(model)
+        with sync, rt.accelerator.autocast():
+            out = step_fn(model, batch)
+            loss = out.loss_sum * scale
+        rt.accelerator.backward(loss)
+        loss_total += out.loss_sum.item()
+    summed = rt.accelerator.reduce(torch.tensor(loss_total, device=rt.device), reduction="sum")
+    return summed.item() / max(step_units, 1.0)
+
+
+def _clip(rt: Runtime, model: torch.nn.Module, max_norm: float) -> float:
+    params = [p for p in model.parameters() if p.grad is not None]
+    if max_norm > 0:
+        return float(rt.accelerator.clip_grad_norm_(params, max_norm))
+    norms = [p.grad.detach().norm() for p in params]
+    return float(torch.linalg.vector_norm(torch.stack(norms))) if norms else 0.0

@@ -1,0 +1,73 @@
+"""One logging interface: JSONL always, TensorBoard when asked."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+
+class MetricsLogger:
+    """Append `{"step": N, "<namespace>/<name>": value, ...}` records to metrics.jsonl.
+
+    On resume, records past the checkpoint's step are dropped first, so a resumed run's file
+    reads the same as an uninterrupted one.
+    """
+
+    def __init__(
+        self, out_dir: Path, enabled: bool = True, tensorboard: bool = False,
+        resume_step: int | None = None,
+    ) -> None:
+        self.path = out_dir / "metrics.jsonl"
+        self.enabled = enabled
+        self._writer = None
+        if not enabled:
+            return
+        out_dir.mkdir(parents=True, exist_ok=True)
+        if resume_step is None:
+            self.path.write_text("")
+        else:
+            self._truncate_after(resume_step)
+        if tensorboard:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self._writer = SummaryWriter(log_dir=str(out_dir / "tensorboard"))
+
+    def _truncate_after(self, step: int) -> None:
+        if not self.path.exists():
+            return
+        kept = [
+            line for line in self.path.read_text().splitlines()
+            if line.strip() and json.loads(line).get("step", 0) <= step
+        ]
+        self.path.write_text("".join(line + "\n" for line in kept))
+
+    def log(self, step: int, metrics: dict[str, Any]) -> None:
+        if not self.enabled:
+            return
+        record = {"step": step, "time": round(time.time(), 3)}
+        record.update({k: _plain(v) for k, v in metrics.items()})
+        with open(self.path, "a", encoding="utf-8") as handle:
+            handle.write(json.dumps(record) + "\n")
+        if self._writer is not None:
+            for key, value in record.items():
+                if key not in ("step", "time") and isinstance(value, (int, float)):
+                    self._writer.add_scalar(key, value, step)
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+
+
+def _plain(value: Any) -> Any:
+    """Tensors and numpy scalars to plain floats, so every record is valid JSON."""
+    if hasattr(value, "item"):
+        return value.item()
+    return value
+
+
+def read_metrics(path: Path) -> list[dict[str, Any]]:
+    """Records of a metrics.jsonl file, in order."""
+    with open(path, encoding="utf-8") as handle:
+        return [json.loads(line) for line in handle if line.strip()]

@@ -1,0 +1,91 @@
+"""Device, precision, process group, threads and seeds: set once per run."""
+
+from __future__ import annotations
+
+import os
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from accelerate import Accelerator
+from omegaconf import DictConfig, OmegaConf
+from rich.console import Console
+
+from icegrt_cli.config import RunConfig
+from icegrt_cli.errors import ConfigError
+
+PRECISIONS = {"fp32": "no", "bf16": "bf16", "fp16": "fp16"}
+
+
+@dataclass
+class Runtime:
+    """What every stage needs to know about where it runs."""
+
+    accelerator: Accelerator
+    console: Console
+
+    @property
+    def device(self) -> torch.device:
+        return self.accelerator.device
+
+    @property
+    def is_main(self) -> bool:
+        return self.accelerator.is_main_process
+
+    @property
+    def world_size(self) -> int:
+        return self.accelerator.num_processes
+
+    @property
+    def rank(self) -> int:
+        return self.accelerator.process_index
+
+    def print(self, *args: object, **kwargs: object) -> None:
+        """Print once, from the main process."""
+        if self.is_main:
+            self.console.print(*args, **kwargs)
+
+
+def default_threads() -> int:
+    """The cores this process may use, shared among local processes, capped at 8.
+
+    More threads than cores (or than the small matrices can use) only adds contention.
+    """
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    local = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+    return max(1, min(8, (cores or 1) // local))
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    torch.manual_seed(seed)
+    if torch.cuda.is_available():
+        torch.cuda.manual_seed_all(seed)
+
+
+def setup_runtime(run: RunConfig) -> Runtime:
+    if run.precision not in PRECISIONS:
+        raise ConfigError(f"run.precision: '{run.precision}' is not one of {sorted(PRECISIONS)}")
+    torch.set_num_threads(run.num_threads or default_threads())
+    accelerator = Accelerator(cpu=run.cpu, mixed_precision=PRECISIONS[run.precision])
+    # Every rank draws the same initial weights and data order; ranks differ by their shard.
+    seed_everything(run.seed)
+    _quiet_transformers()
+    return Runtime(accelerator=accelerator, console=Console(stderr=False, highlight=False))
+
+
+def _quiet_transformers() -> None:
+    """Loading bars from transformers would interleave with our own progress display."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()
+
+
+def save_run_config(cfg: DictConfig, out_dir: Path) -> Path:
+    """Write the composed config beside the outputs so the run can be repeated exactly."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / "config.yaml"
+    OmegaConf.save(cfg, path, resolve=True)
+    return path

@@ -1,0 +1,156 @@
+"""Hand a stage's command-line overrides to Hydra's own run machinery.
+
+Before Hydra starts, every override (each value of a sweep too) is composed once against the
+stage's typed schema, so `optim.lrr=1` or `optim.lr=abc` fails in one line naming the key,
+before any work — and Hydra then owns -m, --cfg, --config-dir, launchers and sweepers.
+"""
+
+from __future__ import annotations
+
+import importlib
+import itertools
+import sys
+from pathlib import Path
+
+from hydra import compose, initialize_config_dir
+from hydra.core.hydra_config import HydraConfig
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from icegrt_cli.config import register_configs
+from icegrt_cli.console import print_error
+from icegrt_cli.errors import ConfigError, IcegrtError
+
+STAGE_MODULES = {
+    "sft": "icegrt_cli.stages.sft",
+}
+"""Stage name -> module with `run(cfg, out_dir, run_root) -> dict`."""
+
+# Hydra flags that take a value, and flags that ask Hydra for information instead of a run.
+VALUE_FLAGS = {"--config-path", "-cp", "--config-name", "-cn", "--config-dir", "-cd",
+               "--package", "-p", "--experimental-rerun", "--cfg", "-c"}
+INFO_FLAGS = {"--help", "-h", "--hydra-help", "--cfg", "-c", "--info", "-i",
+              "--shell-completion", "-sc", "--version"}
+MAX_VALIDATED_COMBINATIONS = 64
+
+
+def conf_dir() -> Path:
+    """Configs ship inside the wheel as icegrt_cli/conf; a source checkout keeps them at conf/."""
+    packaged = Path(__file__).parent / "conf"
+    return packaged if packaged.is_dir() else Path(__file__).parent.parent / "conf"
+
+
+def _run_dir(root: str, name: str | None, stage: str, stamp: str) -> str:
+    if stage == "pipeline":
+        return f"{root}/{name}" if name else f"{root}/pipeline/{stamp}"
+    return f"{root}/{name}/{stage}" if name else f"{root}/{stage}/{stamp}"
+
+
+def _sweep_dir(root: str, name: str | None, stage: str, stamp: str) -> str:
+    return f"{root}/{name}/multirun/{stage}" if name else f"{root}/multirun/{stage}/{stamp}"
+
+
+def register_resolvers() -> None:
+    for key, fn in (("icegrt_run_dir", _run_dir), ("icegrt_sweep_dir", _sweep_dir)):
+        if not OmegaConf.has_resolver(key):
+            OmegaConf.register_new_resolver(key, fn)
+
+
+def _split_args(args: list[str]) -> tuple[list[str], dict[str, str], bool]:
+    """(overrides, flags with values, wants information only)."""
+    overrides, flags, info = [], {}, False
+    it = iter(args)
+    for arg in it:
+        if arg in INFO_FLAGS:
+            info = True
+        if arg in VALUE_FLAGS:
+            flags[arg] = next(it, "")
+        elif arg.startswith("-"):
+            continue
+        else:
+            overrides.append(arg)
+    return overrides, flags, info
+
+
+def _combinations(overrides: list[str]) -> list[list[str]]:
+    """Each sweep expanded, so every value is checked (capped for very large sweeps)."""
+    parsed = OverridesParser.create().parse_overrides(overrides)
+    choices = []
+    for override in parsed:
+        if override.get_key_element().startswith("hydra"):
+            continue  # Hydra's own settings (launcher, sweeper, ...) are Hydra's to check.
+        if override.is_sweep_override():
+            key = override.get_key_element()
+            choices.append([f"{key}={v}" for v in override.sweep_string_iterator()])
+        else:
+            choices.append([override.input_line])
+    combos = itertools.islice(itertools.product(*choices), MAX_VALIDATED_COMBINATIONS)
+    return [list(c) for c in combos]
+
+
+def explain(err: BaseException) -> str:
+    """One line from Hydra / OmegaConf errors: the key and what is wrong with it."""
+    chain: list[BaseException] = []
+    while err is not None and err not in chain:
+        chain.append(err)
+        err = err.__cause__ or err.__context__
+    for item in chain:
+        if isinstance(item, OmegaConfBaseException) and getattr(item, "full_key", None):
+            message = str(getattr(item, "msg", item)).splitlines()[0]
+            return f"{item.full_key}: {message}"
+    lines = [line.strip() for line in str(chain[0]).splitlines() if line.strip()]
+    if not lines:
+        return type(chain[0]).__name__
+    for index, line in enumerate(lines):
+        if line.startswith("Available options"):
+            options = itertools.takewhile(lambda x: not x.endswith(":"), lines[index + 1 :])
+            return f"{lines[0]} (available: {', '.join(options)})"
+    return lines[0]
+
+
+def validate(stage: str, config_name: str, args: list[str]) -> None:
+    """Compose the config for every value combination; raise ConfigError on the first failure."""
+    overrides, flags, info = _split_args(args)
+    if info:
+        return
+    user_dir = flags.get("--config-dir") or flags.get("-cd")
+    name = flags.get("--config-name") or flags.get("-cn") or config_name
+    extra = [f"hydra.searchpath=[file://{Path(user_dir).resolve()}]"] if user_dir else []
+    try:
+        combos = _combinations(overrides)
+        with initialize_config_dir(str(conf_dir()), version_base="1.3", job_name=stage):
+            for combo in combos:
+                compose(config_name=name, overrides=combo + extra)
+    except Exception as err:  # Hydra raises many error types; all become one line
+        raise ConfigError(explain(err)) from None
+
+
+def run_stage(stage: str, cfg: DictConfig) -> dict:
+    """The Hydra task: run one stage in the job's output folder."""
+    out_dir = Path(HydraConfig.get().runtime.output_dir)
+    run_root = Path(cfg.run.root) / cfg.run.name if cfg.run.name else None
+    module = importlib.import_module(STAGE_MODULES[stage])
+    return module.run(cfg, out_dir, run_root)
+
+
+def launch(stage: str, args: list[str], config_name: str | None = None) -> None:
+    """Validate, then run `stage` through hydra.main with `args` as its command line."""
+    import hydra
+
+    register_configs()
+    register_resolvers()
+    config_name = config_name or stage
+    validate(stage, config_name, args)
+
+    def task(cfg: DictConfig) -> None:
+        try:
+            run_stage(stage, cfg)
+        except IcegrtError as err:
+            print_error(err)
+            raise SystemExit(getattr(err, "exit_code", 2)) from None
+
+    task.__module__ = __name__
+    sys.argv = [f"icegrt {stage}", *args]
+    entry = hydra.main(config_path=str(conf_dir()), config_name=config_name, version_base="1.3")
+    entry(task)()

@@ -1,0 +1,218 @@
+"""Build, save and load the models and tokenizer every stage uses.
+
+Size presets (`model=tiny|small|base`) are built from a transformers config with a tokenizer
+trained on the bundled demo text, then written with `save_pretrained` and read back through
+`from_pretrained` — the exact path a real checkpoint (`model=hf model.name_or_path=...`) takes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from collections.abc import Iterable
+from pathlib import Path
+
+import torch
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+from transformers import (
+    AutoConfig,
+    AutoModelForCausalLM,
+    AutoModelForSequenceClassification,
+    AutoTokenizer,
+    LlamaConfig,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+    PreTrainedTokenizerFast,
+)
+
+from icegrt_cli.config import ModelConfig
+from icegrt_cli.errors import ConfigError
+
+PAD, EOS, BOS = "<|pad|>", "<|end|>", "<|bos|>"
+ROLE_TOKENS = ("<|system|>", "<|user|>", "<|assistant|>")
+
+# Roles are special tokens, the end of every turn is EOS, and generation starts after the
+# assistant tag: a response is exactly what the model must produce, ended by EOS.
+CHAT_TEMPLATE = (
+    "{% for message in messages %}"
+    "<|{{ message['role'] }}|>\n{{ message['content'] }}<|end|>\n"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}<|assistant|>\n{% endif %}"
+)
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def cache_dir() -> Path:
+    """Where built tokenizers live; `ICEGRT_CACHE` moves it (tests point it at a temp dir)."""
+    return Path(os.environ.get("ICEGRT_CACHE", Path.home() / ".cache" / "icegrt"))
+
+
+def torch_dtype(name: str) -> torch.dtype:
+    if name not in DTYPES:
+        raise ConfigError(f"model.dtype: unknown dtype '{name}' (choose from {sorted(DTYPES)})")
+    return DTYPES[name]
+
+
+def tokenizer_corpus() -> list[Path]:
+    """The bundled demo files the preset tokenizer is trained on."""
+    from icegrt_cli.data.demo import demo_file
+
+    return [demo_file(part) for part in ("sft", "general_sft", "pairs", "test", "general_test")]
+
+
+def _iter_corpus_text(files: Iterable[Path]) -> Iterable[str]:
+    for path in files:
+        with open(path, encoding="utf-8") as handle:
+            for line in handle:
+                record = json.loads(line)
+                for value in record.values():
+                    if isinstance(value, str):
+                        yield value
+
+
+def train_tokenizer(texts: Iterable[str], vocab_size: int) -> PreTrainedTokenizerFast:
+    """Train a byte-level BPE tokenizer with dedicated pad / EOS tokens and the chat template."""
+    backend = Tokenizer(models.BPE())
+    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    backend.decoder = decoders.ByteLevel()
+    specials = [PAD, EOS, BOS, *ROLE_TOKENS]
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=specials,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    backend.train_from_iterator(texts, trainer=trainer)
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=backend, pad_token=PAD, eos_token=EOS, bos_token=BOS,
+        additional_special_tokens=list(ROLE_TOKENS),
+    )
+    tokenizer.chat_template = CHAT_TEMPLATE
+    return tokenizer
+
+
+def preset_tokenizer_path(vocab_size: int) -> Path:
+    """Train (once) and cache the preset tokenizer; the cache key covers corpus and vocab size."""
+    files = tokenizer_corpus()
+    digest = hashlib.sha256(str(vocab_size).encode())
+    for path in files:
+        digest.update(path.read_bytes())
+    folder = cache_dir() / "tokenizers" / f"bpe-{vocab_size}-{digest.hexdigest()[:12]}"
+    if not (folder / "tokenizer.json").exists():
+        tokenizer = train_tokenizer(_iter_corpus_text(files), vocab_size)
+        tmp = folder.with_name(folder.name + f".tmp{os.getpid()}")
+        tokenizer.save_pretrained(tmp)
+        if folder.exists():  # another process won the race; its copy is identical
+            shutil.rmtree(tmp)
+        else:
+            tmp.replace(folder)
+    return folder
+
+
+def check_model_path(name_or_path: str, key: str = "model.name_or_path") -> None:
+    """A path-like value that does not exist is a typo, not a hub id: say so before any work."""
+    looks_local = name_or_path.startswith((".", "/", "~")) or os.sep in name_or_path.strip("/")
+    if looks_local and not Path(name_or_path).expanduser().exists():
+        raise ConfigError(f"{key}: no such model folder '{name_or_path}'")
+
+
+def load_tokenizer(cfg: ModelConfig) -> PreTrainedTokenizerBase:
+    """The tokenizer of a checkpoint or preset, padded on the right with a real pad token."""
+    source = cfg.tokenizer or cfg.name_or_path
+    if source is None:
+        source = str(preset_tokenizer_path(cfg.vocab_size))
+    else:
+        check_model_path(source, "model.tokenizer" if cfg.tokenizer else "model.name_or_path")
+    tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=cfg.trust_remote_code)
+    if cfg.chat_template:
+        tokenizer.chat_template = cfg.chat_template
+    if tokenizer.chat_template is None:
+        tokenizer.chat_template = CHAT_TEMPLATE
+    if tokenizer.pad_token_id is None or tokenizer.pad_token_id == tokenizer.eos_token_id:
+        # pad == eos makes "last real token" ambiguous for the reward model: add a real pad.
+        tokenizer.add_special_tokens({"pad_token": PAD})
+    tokenizer.padding_side = "right"
+    return tokenizer
+
+
+def build_preset_config(cfg: ModelConfig, tokenizer: PreTrainedTokenizerBase) -> LlamaConfig:
+    heads = cfg.num_heads
+    return LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=cfg.hidden_size,
+        intermediate_size=cfg.intermediate_size,
+        num_hidden_layers=cfg.num_layers,
+        num_attention_heads=heads,
+        num_key_value_heads=cfg.num_kv_heads or heads,
+        max_position_embeddings=cfg.max_position_embeddings,
+        tie_word_embeddings=cfg.tie_word_embeddings,
+        pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+        attention_dropout=0.0,
+    )
+
+
+def materialize(cfg: ModelConfig, out_dir: Path, seed: int) -> Path:
+    """Return a `from_pretrained` folder for `cfg`: the given checkpoint, or a built preset.
+
+    A preset is initialised from `seed` and written (model + tokenizer) to `out_dir`, so every
+    later load goes through the same code a real checkpoint does.
+    """
+    if cfg.name_or_path is not None:
+        check_model_path(cfg.name_or_path)
+        return Path(cfg.name_or_path) if Path(cfg.name_or_path).exists() else cfg.name_or_path
+    if (out_dir / "config.json").exists():
+        return out_dir
+    tokenizer = load_tokenizer(cfg)
+    torch.manual_seed(seed)
+    model = AutoModelForCausalLM.from_config(build_preset_config(cfg, tokenizer))
+    model.save_pretrained(out_dir)
+    tokenizer.save_pretrained(out_dir)
+    return out_dir
+
+
+def _prepare(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> PreTrainedModel:
+    if model.get_input_embeddings().num_embeddings < len(tokenizer):
+        model.resize_token_embeddings(len(tokenizer))
+    model.config.pad_token_id = tokenizer.pad_token_id
+    # Dropout changes log-probs between the rollout and the loss pass: off everywhere.
+    for key in ("attention_dropout", "hidden_dropout", "dropout", "resid_pdrop", "embd_pdrop"):
+        if hasattr(model.config, key):
+            setattr(model.config, key, 0.0)
+    for module in model.modules():
+        if isinstance(module, torch.nn.Dropout):
+            module.p = 0.0
+    return model
+
+
+def load_causal_lm(
+    path: str | Path, cfg: ModelConfig, tokenizer: PreTrainedTokenizerBase
+) -> PreTrainedModel:
+    model = AutoModelForCausalLM.from_pretrained(
+        path, dtype=torch_dtype(cfg.dtype), trust_remote_code=cfg.trust_remote_code,
+        **({"attn_implementation": cfg.attn_implementation} if cfg.attn_implementation else {}),
+    )
+    if cfg.gradient_checkpointing:
+        model.gradient_checkpointing_enable()
+    return _prepare(model, tokenizer)
+
+
+def load_scalar_model(
+    path: str | Path, cfg: ModelConfig, tokenizer: PreTrainedTokenizerBase
+) -> PreTrainedModel:
+    """A backbone with a one-output head: the reward model and the critic.
+
+    From a causal-LM folder the head is new; from a reward-model folder it is loaded.
+    """
+    config = AutoConfig.from_pretrained(path, trust_remote_code=cfg.trust_remote_code)
+    config.num_labels = 1
+    config.pad_token_id = tokenizer.pad_token_id
+    model = AutoModelForSequenceClassification.from_pretrained(
+        path, config=config, dtype=torch_dtype(cfg.dtype),
+        trust_remote_code=cfg.trust_remote_code,
+    )
+    return _prepare(model, tokenizer)

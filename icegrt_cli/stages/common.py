@@ -1,0 +1,32 @@
+"""Small pieces every stage shares: run folders, finding earlier stages, summaries."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from icegrt_cli.errors import ConfigError
+
+SUMMARY = "summary.json"
+
+
+def stage_model(run_root: Path | None, stage: str, key: str) -> Path:
+    """The final model folder an earlier stage of the same run wrote."""
+    if run_root is None:
+        raise ConfigError(f"{key}: not set, and no run.name to find the {stage} stage's model by")
+    path = run_root / stage / "model"
+    if not (path / "config.json").exists():
+        raise ConfigError(
+            f"{key}: not set, and run '{run_root}' has no finished {stage} stage ({path} missing)"
+        )
+    return path
+
+
+def write_summary(out_dir: Path, summary: dict[str, Any]) -> None:
+    """Marks the stage complete; the pipeline skips stages that have one."""
+    (out_dir / SUMMARY).write_text(json.dumps(summary, indent=2))
+
+
+def is_complete(out_dir: Path) -> bool:
+    return (out_dir / SUMMARY).exists()

@@ -1,0 +1,98 @@
+"""`icegrt sft`: supervised fine-tuning on demonstrations, loss on response tokens only."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig
+
+from icegrt_cli.data.collate import LMCollator, pack
+from icegrt_cli.data.formatting import Encoded, check_sft_record, encode_sft
+from icegrt_cli.data.splits import load_splits
+from icegrt_cli.engine import StepOutput, fit, save_run_config, setup_runtime
+from icegrt_cli.errors import DataError
+from icegrt_cli.lm import generate_responses, lm_loss_sum
+from icegrt_cli.models import load_causal_lm, load_tokenizer, materialize
+from icegrt_cli.stages.common import write_summary
+
+
+def lm_step(model: Any, batch: dict[str, Any]) -> StepOutput:
+    return StepOutput(lm_loss_sum(model, batch), {})
+
+
+def encode_all(
+    records: list[dict[str, Any]], tokenizer: Any, max_length: int
+) -> tuple[list[Encoded], int]:
+    """Encoded examples that fit `max_length`, and how many were skipped for length."""
+    kept = [encode_sft(tokenizer, r) for r in records]
+    fitting = [e for e in kept if len(e.input_ids) <= max_length]
+    return fitting, len(kept) - len(fitting)
+
+
+def run(cfg: DictConfig, out_dir: Path, run_root: Path | None) -> dict[str, Any]:
+    # 1. Runtime, config record, tokenizer.
+    rt = setup_runtime(cfg.run)
+    save_run_config(cfg, out_dir)
+    tokenizer = load_tokenizer(cfg.model)
+
+    # 2. Data: the blend of sources, tokenised with the prompt masked.
+    train_records, eval_records = load_splits(cfg.data, "sft", check_sft_record, cfg.run.seed)
+    train_set, skipped = encode_all(train_records, tokenizer, cfg.data.max_length)
+    eval_set, eval_skipped = encode_all(eval_records, tokenizer, cfg.data.max_length)
+    if not train_set:
+        raise DataError(f"all {len(train_records)} training examples exceed data.max_length")
+    if cfg.data.packing:
+        train_set = pack(train_set, cfg.data.max_length)
+    rt.print(
+        f"sft: {len(train_records)} train / {len(eval_records)} held-out examples"
+        f" ({skipped + eval_skipped} longer than {cfg.data.max_length} tokens skipped)"
+    )
+
+    # 3. Model: a checkpoint or a preset built and saved, loaded through from_pretrained.
+    model = load_causal_lm(materialize(cfg.model, out_dir / "init", cfg.run.seed), cfg.model,
+                           tokenizer)
+
+    # 4. Train.
+    result = fit(
+        rt, model, train_set, LMCollator(tokenizer.pad_token_id), lm_step,
+        run=cfg.run, train=cfg.train, optim=cfg.optim, out_dir=out_dir, eval_set=eval_set,
+        title="sft",
+    )
+    summary = {
+        "stage": "sft", "steps": result.steps, "train_loss": result.train_loss,
+        "eval_loss_start": result.first_eval.get("loss"),
+        "eval_loss": result.eval_metrics.get("loss"),
+        "skipped_too_long": skipped + eval_skipped,
+        "train_examples": len(train_records), "eval_examples": len(eval_records),
+    }
+    if result.stopped_early:
+        rt.print(f"sft: stopped after step {result.steps} (train.stop_after); checkpoint kept")
+        return summary
+
+    # 5. Save the final model and show what it learned.
+    model = rt.accelerator.unwrap_model(model)
+    if rt.is_main:
+        model.save_pretrained(out_dir / "model")
+        tokenizer.save_pretrained(out_dir / "model")
+        _show_samples(rt, model, tokenizer, eval_records[: cfg.sample_prompts])
+        write_summary(out_dir, summary)
+    rt.print(
+        f"sft: done in {result.steps} steps; held-out loss {_fmt(summary['eval_loss_start'])}"
+        f" -> {_fmt(summary['eval_loss'])}; model in {out_dir / 'model'}"
+    )
+    rt.accelerator.wait_for_everyone()
+    return summary
+
+
+def _show_samples(rt: Any, model: Any, tokenizer: Any, records: list[dict[str, Any]]) -> None:
+    prompts = [r["prompt"] for r in records if "prompt" in r]
+    if not prompts:
+        return
+    model.eval()
+    for prompt, answer in zip(prompts, generate_responses(model, tokenizer, prompts), strict=True):
+        rt.print(f"[dim]{prompt}[/dim]\n[bold]{answer}[/bold]\n")
+
+
+def _fmt(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
