@@ -57,10 +57,10 @@ def torch_dtype(name: str) -> torch.dtype:
 
 
 def tokenizer_corpus() -> list[Path]:
-    """The bundled demo files the preset tokenizer is trained on."""
+    """The bundled training files the preset tokenizer is trained on (never the test splits)."""
     from icegrt_cli.data.demo import demo_file
 
-    return [demo_file(part) for part in ("sft", "general_sft", "pairs", "test", "general_test")]
+    return [demo_file(part) for part in ("sft", "general_sft", "pairs", "prompts")]
 
 
 def _iter_corpus_text(files: Iterable[Path]) -> Iterable[str]:
