@@ -27,6 +27,8 @@ app.add_typer(data_app, name="data")
 
 STAGE_HELP = {
     "sft": ("sft", "Supervised fine-tuning on demonstrations (prompt masked, domain + general)."),
+    "train-rm": ("train_rm", "Train the reward model on preference pairs (Bradley-Terry)."),
+    "ppo": ("ppo", "PPO with actor, reference, reward model and critic (the ICE-GRT step)."),
 }
 """CLI verb -> (config / stage name, one-line help)."""
 

@@ -43,6 +43,8 @@ class RunConfig:
 class ModelConfig:
     name_or_path: str | None = None
     """A local `save_pretrained` folder or a hub id; None builds the size preset below."""
+    from_stage: str | None = None
+    """Take the final model of this stage of the same run (`sft`, `train_rm`); needs run.name."""
     tokenizer: str | None = None
     """Tokenizer folder or hub id; defaults to name_or_path, or a BPE trained on the demo text."""
     hidden_size: int = 128
@@ -145,7 +147,138 @@ class SFTConfig:
     """Held-out prompts answered by the final model and printed, to see what it learned."""
 
 
-STAGE_SCHEMAS: dict[str, Any] = {"sft": SFTConfig}
+@dataclass
+class RewardLossConfig:
+    margin: float = 0.0
+    """Bradley-Terry with margin: -log sigmoid(r_chosen - r_rejected - margin)."""
+    center_coef: float = 0.0
+    """L2 penalty coef x mean(r^2) on the scores, keeping them centred near 0."""
+
+
+@dataclass
+class TrainRMConfig:
+    stage: str = "train_rm"
+    run: RunConfig = field(default_factory=RunConfig)
+    reward_model: ModelConfig = field(default_factory=ModelConfig)
+    """The reward model's own size group: `model@reward_model=tiny|small|base|sft|hf`."""
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    loss: RewardLossConfig = field(default_factory=RewardLossConfig)
+    calibration_size: int = 512
+    """Chosen responses scored after training for the mean / std PPO normalises rewards with."""
+
+
+@dataclass
+class RolloutConfig:
+    batch_size: int = 32
+    """Prompts sampled per PPO step (per process)."""
+    max_new_tokens: int = 96
+    temperature: float = 1.0
+    """Logits are divided by this both when sampling and when scoring log-probs."""
+    top_k: int = 0
+    """0 = off. Any truncation makes samples unlikely under the scored policy: KL turns negative."""
+    top_p: float = 1.0
+    missing_eos_penalty: float | None = None
+    """Subtracted from the score of a response that ends without EOS (truncated)."""
+    forward_batch_size: int = 32
+    """Rows per no-grad forward pass when scoring rollouts."""
+
+
+@dataclass
+class RewardShapingConfig:
+    normalize: str = "none"
+    """none | running (running mean/std of scores) | stats (the reward model's saved statistics)."""
+    scale: float = 1.0
+    """Multiplies the (normalised) score."""
+    clip: float | None = None
+    """Clip the shaped score to +-clip."""
+
+
+@dataclass
+class KLConfig:
+    kind: str = "fixed"
+    """none | fixed | adaptive (Ziegler et al. 2019 controller)."""
+    coef: float = 0.05
+    """beta: the fixed coefficient, or the adaptive controller's start."""
+    target: float = 2.0
+    """Adaptive: per-sequence KL (nats) the controller steers towards."""
+    horizon: int = 10000
+    """Adaptive: episodes over which beta adapts."""
+    estimator: str = "k1"
+    """k1 | k2 | k3 estimator of log pi - log pi_ref per token."""
+    in_reward: bool = True
+    """True: -beta*KL per token in the reward. False: beta*KL added to the policy loss."""
+
+
+@dataclass
+class PPOAlgoConfig:
+    steps: int = 60
+    """PPO iterations (rollout + update)."""
+    epochs: int = 2
+    """Passes over each rollout batch."""
+    minibatch_size: int = 16
+    lr: float = 1e-4
+    """Actor learning rate."""
+    critic_lr: float = 3e-4
+    weight_decay: float = 0.0
+    max_grad_norm: float = 1.0
+    clip_eps: float = 0.2
+    value_clip_eps: float = 0.2
+    vf_coef: float = 0.5
+    """Weight of the value loss (the critic has its own optimizer; this scales its gradient)."""
+    gamma: float = 1.0
+    lam: float = 0.95
+    advantage_norm: bool = True
+    """Whiten advantages over the valid tokens of the whole rollout batch."""
+    entropy_coef: float = 0.0
+    critic_warmup_steps: int = 0
+    """First steps update only the critic, so a cold value head does not steer the actor."""
+    critic_init: str = "reward_model"
+    """reward_model | policy: where the critic's backbone starts."""
+    ptx_coef: float = 0.0
+    """PPO-ptx: weight of the language-model loss on `ptx_data` added to the actor loss."""
+    ptx_batch_size: int = 8
+
+
+@dataclass
+class PPOTrainConfig:
+    eval_every: int = 20
+    """Steps between held-out evaluations (greedy answers scored by reward model and gold)."""
+    eval_size: int = 64
+    """Held-out prompts per evaluation."""
+    save_every: int = 20
+    keep_last: int = 2
+    sample_every: int = 10
+    """Steps between saving sample generations to samples.jsonl."""
+    stop_after: int = 0
+    """Stop (as if killed) after this many steps, leaving the checkpoint; for testing resume."""
+
+
+@dataclass
+class PPOConfig:
+    stage: str = "ppo"
+    run: RunConfig = field(default_factory=RunConfig)
+    policy: ModelConfig = field(default_factory=ModelConfig)
+    """Actor start and frozen reference: `model@policy=sft` (this run's SFT model) by default."""
+    reward_model: ModelConfig = field(default_factory=ModelConfig)
+    """Frozen reward model: `model@reward_model=rm` (this run's train_rm model) by default."""
+    data: DataConfig = field(default_factory=DataConfig)
+    """PPO prompts; held-out prompts for evaluation come from each source's eval_path."""
+    ptx_data: DataConfig = field(default_factory=DataConfig)
+    """Demonstrations for the PPO-ptx loss (used when ppo.ptx_coef > 0)."""
+    rollout: RolloutConfig = field(default_factory=RolloutConfig)
+    reward: RewardShapingConfig = field(default_factory=RewardShapingConfig)
+    kl: KLConfig = field(default_factory=KLConfig)
+    ppo: PPOAlgoConfig = field(default_factory=PPOAlgoConfig)
+    train: PPOTrainConfig = field(default_factory=PPOTrainConfig)
+
+
+STAGE_SCHEMAS: dict[str, Any] = {
+    "sft": SFTConfig,
+    "train_rm": TrainRMConfig,
+    "ppo": PPOConfig,
+}
 
 
 def register_configs() -> None:
@@ -158,11 +291,19 @@ def register_configs() -> None:
 __all__ = [
     "MISSING",
     "DataConfig",
+    "KLConfig",
+    "PPOAlgoConfig",
+    "PPOConfig",
+    "PPOTrainConfig",
+    "RewardShapingConfig",
+    "RolloutConfig",
     "ModelConfig",
     "OptimConfig",
+    "RewardLossConfig",
     "RunConfig",
     "SFTConfig",
     "SourceConfig",
     "TrainConfig",
+    "TrainRMConfig",
     "register_configs",
 ]

@@ -24,6 +24,8 @@ from icegrt_cli.errors import ConfigError, IcegrtError
 
 STAGE_MODULES = {
     "sft": "icegrt_cli.stages.sft",
+    "train_rm": "icegrt_cli.stages.reward",
+    "ppo": "icegrt_cli.stages.ppo",
 }
 """Stage name -> module with `run(cfg, out_dir, run_root) -> dict`."""
 

@@ -6,6 +6,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from omegaconf import DictConfig, OmegaConf
+
 from icegrt_cli.errors import ConfigError
 
 SUMMARY = "summary.json"
@@ -30,3 +32,11 @@ def write_summary(out_dir: Path, summary: dict[str, Any]) -> None:
 
 def is_complete(out_dir: Path) -> bool:
     return (out_dir / SUMMARY).exists()
+
+
+def resolve_model(cfg: DictConfig, run_root: Path | None, key: str) -> DictConfig:
+    """A model config with `from_stage` turned into the path of that stage's final model."""
+    if not cfg.get("from_stage"):
+        return cfg
+    path = stage_model(run_root, cfg.from_stage, f"{key}.from_stage={cfg.from_stage}")
+    return OmegaConf.merge(cfg, {"name_or_path": str(path), "from_stage": None})

@@ -14,7 +14,7 @@ from icegrt_cli.engine import StepOutput, fit, save_run_config, setup_runtime
 from icegrt_cli.errors import DataError
 from icegrt_cli.lm import generate_responses, lm_loss_sum
 from icegrt_cli.models import load_causal_lm, load_tokenizer, materialize
-from icegrt_cli.stages.common import write_summary
+from icegrt_cli.stages.common import resolve_model, write_summary
 
 
 def lm_step(model: Any, batch: dict[str, Any]) -> StepOutput:
@@ -34,7 +34,8 @@ def run(cfg: DictConfig, out_dir: Path, run_root: Path | None) -> dict[str, Any]
     # 1. Runtime, config record, tokenizer.
     rt = setup_runtime(cfg.run)
     save_run_config(cfg, out_dir)
-    tokenizer = load_tokenizer(cfg.model)
+    model_cfg = resolve_model(cfg.model, run_root, "model")
+    tokenizer = load_tokenizer(model_cfg)
 
     # 2. Data: the blend of sources, tokenised with the prompt masked.
     train_records, eval_records = load_splits(cfg.data, "sft", check_sft_record, cfg.run.seed)
@@ -50,8 +51,8 @@ def run(cfg: DictConfig, out_dir: Path, run_root: Path | None) -> dict[str, Any]
     )
 
     # 3. Model: a checkpoint or a preset built and saved, loaded through from_pretrained.
-    model = load_causal_lm(materialize(cfg.model, out_dir / "init", cfg.run.seed), cfg.model,
-                           tokenizer)
+    init_path = materialize(model_cfg, out_dir / "init", cfg.run.seed)
+    model = load_causal_lm(init_path, model_cfg, tokenizer)
 
     # 4. Train.
     result = fit(

@@ -1,0 +1,84 @@
+"""Every shipped config composes against its schema; bad overrides fail in one line."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+
+from icegrt_cli.config import register_configs
+from icegrt_cli.errors import ConfigError
+from icegrt_cli.launch import STAGE_MODULES, conf_dir, register_resolvers, validate
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _registered() -> None:
+    register_configs()
+    register_resolvers()
+
+
+def _group_options(group: str) -> list[str]:
+    return sorted(p.stem for p in (conf_dir() / group).glob("*.yaml"))
+
+
+def _stage_groups(stage: str) -> dict[str, str]:
+    """package -> group, for the group entries of a stage's defaults list."""
+    primary = OmegaConf.load(conf_dir() / f"{stage}.yaml")
+    found = {}
+    for entry in primary.defaults:
+        if isinstance(entry, str) or "_self_" in str(entry):
+            continue
+        (key,) = entry.keys()
+        group, _, package = key.partition("@")
+        found[package or group] = group
+    return found
+
+
+@pytest.mark.parametrize("stage", sorted(STAGE_MODULES))
+def test_every_group_option_composes(stage: str) -> None:
+    with initialize_config_dir(str(conf_dir()), version_base="1.3"):
+        base = compose(config_name=stage)
+        assert base.stage == stage
+        for package, group in _stage_groups(stage).items():
+            for option in _group_options(group):
+                key = group if package == group else f"{group}@{package}"
+                cfg = compose(config_name=stage, overrides=[f"{key}={option}"])
+                assert package.split(".")[0] in cfg
+
+
+def test_unknown_key_names_the_key() -> None:
+    with pytest.raises(ConfigError, match=r"^optim\.lrr: Key 'lrr' not in 'OptimConfig'"):
+        validate("sft", "sft", ["optim.lrr=1"])
+
+
+def test_wrong_type_names_the_key() -> None:
+    with pytest.raises(ConfigError, match=r"^optim\.lr: Value 'abc'"):
+        validate("sft", "sft", ["optim.lr=abc"])
+
+
+def test_every_sweep_value_is_checked() -> None:
+    with pytest.raises(ConfigError, match=r"optim\.lr"):
+        validate("sft", "sft", ["-m", "optim.lr=1e-3,abc"])
+    validate("sft", "sft", ["-m", "optim.lr=1e-3,3e-3", "train.batch_size=2,4"])
+
+
+def test_unknown_group_option_lists_the_choices() -> None:
+    with pytest.raises(ConfigError, match=r"model/tinyy.*available: .*tiny"):
+        validate("sft", "sft", ["model=tinyy"])
+
+
+def test_wheel_ships_every_package() -> None:
+    """pyproject lists packages by hand (conf/ is mapped into the package); none may be missed."""
+    setuptools = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    listed = set(setuptools["packages"])
+    found = {
+        ".".join(p.parent.relative_to(ROOT).parts)
+        for p in (ROOT / "icegrt_cli").rglob("__init__.py")
+    }
+    assert found <= listed
+    assert "icegrt_cli.conf" in listed

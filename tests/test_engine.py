@@ -1,0 +1,118 @@
+"""The shared engine: schedule, checkpoints, accumulation invariance, exact resume."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from icegrt_cli.config import ModelConfig, OptimConfig, RunConfig, TrainConfig
+from icegrt_cli.data.collate import LMCollator
+from icegrt_cli.data.formatting import encode_sft
+from icegrt_cli.engine import Checkpointer, fit, lr_multiplier, setup_runtime
+from icegrt_cli.engine.checkpoint import load_checkpoint
+from icegrt_cli.engine.loop import global_batches, rank_micro_batches
+from icegrt_cli.engine.metrics import read_metrics
+from icegrt_cli.models import load_causal_lm, load_tokenizer
+from icegrt_cli.stages.sft import lm_step
+
+
+def test_lr_schedule_by_hand() -> None:
+    # warmup 2 of 10 steps: 1/2, 2/2, then cosine from 1.0 down to min_ratio 0.1
+    assert lr_multiplier(0, 10, 2, "cosine", 0.1) == 0.5
+    assert lr_multiplier(1, 10, 2, "cosine", 0.1) == 1.0
+    assert lr_multiplier(2, 10, 2, "cosine", 0.1) == 1.0
+    # halfway through decay: 0.1 + 0.9 * 0.5 * (1 + cos(pi/2)) = 0.55
+    assert lr_multiplier(6, 10, 2, "cosine", 0.1) == pytest.approx(0.55)
+    assert lr_multiplier(10, 10, 2, "linear", 0.1) == pytest.approx(0.1)
+    assert lr_multiplier(7, 10, 2, "constant", 0.1) == 1.0
+
+
+def test_batches_are_seeded_and_sharded() -> None:
+    first = global_batches(10, 4, epoch=0, seed=1)
+    assert first == global_batches(10, 4, epoch=0, seed=1)
+    assert first != global_batches(10, 4, epoch=1, seed=1)
+    assert len(first) == 2 and len({i for b in first for i in b}) == 8
+    batch = list(range(8))
+    assert rank_micro_batches(batch, rank=1, world=2, micro=2) == [[1, 3], [5, 7]]
+
+
+def test_checkpoint_round_trip_and_keep_last(tmp_path: Path) -> None:
+    model = torch.nn.Linear(3, 2)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=0.1)
+    model(torch.ones(1, 3)).sum().backward()
+    optimizer.step()
+    ckpt = Checkpointer(tmp_path / "checkpoints", keep_last=2)
+    for step in (1, 2, 3):
+        ckpt.save(step, {"model": model}, {"optimizer": optimizer}, {"note": step})
+    assert [p.name for p in ckpt.list()] == ["step-2", "step-3"]
+    assert not list((tmp_path / "checkpoints").glob(".*tmp"))
+    expected = model.weight.detach().clone()
+    after_save = torch.rand(1)  # the first draw after the checkpoint
+    torch.manual_seed(5)
+    fresh = torch.nn.Linear(3, 2)
+    fresh_opt = torch.optim.AdamW(fresh.parameters(), lr=0.1)
+    state = load_checkpoint(ckpt.latest(), {"model": fresh}, {"optimizer": fresh_opt})
+    assert state["step"] == 3 and state["note"] == 3
+    assert torch.equal(fresh.weight, expected)
+    assert fresh_opt.state_dict()["state"][0]["step"] == optimizer.state_dict()["state"][0]["step"]
+    assert torch.equal(torch.rand(1), after_save)  # RNG restored to the save point
+
+
+def _examples(tokenizer, n: int = 32):
+    return [encode_sft(tokenizer, {"prompt": f"what is {i} plus {i}", "response": f"{2 * i}"})
+            for i in range(n)]
+
+
+def _train(tmp_path: Path, model_dir: Path, name: str, **train_kw) -> tuple:
+    cfg = ModelConfig(name_or_path=str(model_dir))
+    tokenizer = load_tokenizer(cfg)
+    model = load_causal_lm(model_dir, cfg, tokenizer)
+    run = RunConfig(seed=0, progress=False, log_every=1, resume=train_kw.pop("resume", None))
+    train = TrainConfig(max_steps=train_kw.pop("max_steps", 6), eval_every=0, save_every=0,
+                        **train_kw)
+    optim = OptimConfig(lr=1e-2, warmup_steps=1)
+    rt = setup_runtime(run)
+    out = tmp_path / name
+    result = fit(rt, model, _examples(tokenizer), LMCollator(tokenizer.pad_token_id), lm_step,
+                 run=run, train=train, optim=optim, out_dir=out, eval_set=_examples(tokenizer, 8))
+    return result, model, out
+
+
+def test_accumulation_equals_a_larger_batch(tmp_path: Path, tiny_model_dir: Path) -> None:
+    """batch 1 x accumulation 8 takes the same step as batch 8 x accumulation 1."""
+    _, big, _ = _train(tmp_path, tiny_model_dir, "big", batch_size=8, grad_accum=1, max_steps=3)
+    _, small, _ = _train(tmp_path, tiny_model_dir, "small", batch_size=1, grad_accum=8,
+                         max_steps=3)
+    for a, b in zip(big.parameters(), small.parameters(), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_training_lowers_held_out_loss(tmp_path: Path, tiny_model_dir: Path) -> None:
+    result, _, out = _train(tmp_path, tiny_model_dir, "learn", batch_size=8, max_steps=12)
+    assert result.eval_metrics["loss"] < result.first_eval["loss"] - 0.5
+    records = read_metrics(out / "metrics.jsonl")
+    assert [r["step"] for r in records if "train/loss" in r] == list(range(1, 13))
+
+
+def test_resume_matches_an_uninterrupted_run(tmp_path: Path, tiny_model_dir: Path) -> None:
+    full, full_model, full_out = _train(tmp_path, tiny_model_dir, "full", batch_size=4,
+                                        max_steps=6)
+    part, _, part_out = _train(tmp_path, tiny_model_dir, "part", batch_size=4, max_steps=6,
+                               stop_after=3)
+    assert part.stopped_early and part.steps == 3
+    resumed, resumed_model, _ = _train(tmp_path, tiny_model_dir, "part", batch_size=4,
+                                       max_steps=6, resume="latest")
+    assert resumed.steps == full.steps == 6
+    assert math.isclose(resumed.eval_metrics["loss"], full.eval_metrics["loss"], rel_tol=1e-6)
+    for a, b in zip(full_model.parameters(), resumed_model.parameters(), strict=True):
+        torch.testing.assert_close(a, b)
+    losses = [
+        [r["train/loss"] for r in read_metrics(p / "metrics.jsonl") if "train/loss" in r]
+        for p in (full_out, part_out)
+    ]
+    assert losses[0] == pytest.approx(losses[1], rel=1e-6)
+    assert json.loads((part_out / "checkpoints" / "step-3" / "state.json").read_text())["step"] == 3
