@@ -29,6 +29,7 @@ STAGE_HELP = {
     "sft": ("sft", "Supervised fine-tuning on demonstrations (prompt masked, domain + general)."),
     "train-rm": ("train_rm", "Train the reward model on preference pairs (Bradley-Terry)."),
     "ppo": ("ppo", "PPO with actor, reference, reward model and critic (the ICE-GRT step)."),
+    "eval": ("eval", "Evaluate checkpoints in-domain and on the 12 general benchmarks."),
 }
 """CLI verb -> (config / stage name, one-line help)."""
 

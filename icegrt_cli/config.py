@@ -283,6 +283,9 @@ STAGE_SCHEMAS: dict[str, Any] = {
 
 def register_configs() -> None:
     """Put each stage schema in Hydra's ConfigStore so `<stage>.yaml` can extend it."""
+    from icegrt_cli.eval.schema import EvalConfig  # imports this module: register late
+
+    STAGE_SCHEMAS.setdefault("eval", EvalConfig)
     store = ConfigStore.instance()
     for stage, schema in STAGE_SCHEMAS.items():
         store.store(name=f"{stage}_schema", node=schema)

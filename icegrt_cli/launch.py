@@ -26,6 +26,7 @@ STAGE_MODULES = {
     "sft": "icegrt_cli.stages.sft",
     "train_rm": "icegrt_cli.stages.reward",
     "ppo": "icegrt_cli.stages.ppo",
+    "eval": "icegrt_cli.stages.evaluate",
 }
 """Stage name -> module with `run(cfg, out_dir, run_root) -> dict`."""
 

@@ -1,0 +1,178 @@
+"""Task registry: which reader and scorer each format uses, and how prompts are assembled.
+
+A prompt is built as the harness builds it: description, then k solved examples each followed
+by "\\n\\n", then the question; a multiple-choice continuation is " " + choice. Few-shot
+examples come from `fewshot_path` (the train / dev split), from the same subject as the
+question, or from the other items of the evaluated file when there is no such split.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from icegrt_cli.errors import ConfigError
+from icegrt_cli.eval import domain, formats
+from icegrt_cli.eval.formats import Item, Reader
+from icegrt_cli.eval.metrics import (
+    exact_match,
+    extract_bbh_answer,
+    extract_hash_answer,
+    extract_last_number,
+    extract_math_answer,
+    gsm8k_target,
+    math_equal,
+)
+from icegrt_cli.eval.schema import TaskConfig
+
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+TARGET_DELIMITER = " "
+FEWSHOT_DELIMITER = "\n\n"
+CHOICE_METRICS = ("acc", "acc_norm", "acc_bytes")
+
+Scorer = Callable[[str, Item], dict[str, float]]
+"""(generated text, item) -> per-item metric values."""
+
+
+@dataclass(frozen=True)
+class Format:
+    read: Reader
+    metrics: tuple[str, ...]
+    """Every metric the format can report."""
+    score: Scorer | None = None
+    """None: multiple choice by log-likelihood; else generation scored by this function."""
+    chat: bool = False
+    """Prompt through the chat template, zero-shot (the demo tasks); adds `reward`."""
+    folders: bool = False
+    """Reads a folder of subject / subtask files, so `subtasks` applies."""
+
+
+def _score_gsm8k(text: str, item: Item) -> dict[str, float]:
+    target = gsm8k_target(item.target)
+    return {"exact_match": exact_match(extract_hash_answer(text), target),
+            "exact_match_flex": exact_match(extract_last_number(text), target)}
+
+
+def _score_math(text: str, item: Item) -> dict[str, float]:
+    return {"exact_match": math_equal(extract_math_answer(text), item.target)}
+
+
+def _score_bbh(text: str, item: Item) -> dict[str, float]:
+    return {"exact_match": exact_match(extract_bbh_answer(text), item.target)}
+
+
+FORMATS: dict[str, Format] = {
+    "mmlu": Format(formats.read_mmlu, CHOICE_METRICS, folders=True),
+    "agieval": Format(formats.read_agieval, CHOICE_METRICS, folders=True),
+    "arc": Format(formats.read_arc, CHOICE_METRICS),
+    "hellaswag": Format(formats.read_hellaswag, CHOICE_METRICS),
+    "winogrande": Format(formats.read_winogrande, CHOICE_METRICS),
+    "race": Format(formats.read_race, CHOICE_METRICS),
+    "boolq": Format(formats.read_boolq, CHOICE_METRICS),
+    "bbh": Format(formats.read_bbh, ("exact_match",), _score_bbh, folders=True),
+    "gsm8k": Format(formats.read_gsm8k, ("exact_match", "exact_match_flex"), _score_gsm8k),
+    "math": Format(formats.read_math, ("exact_match",), _score_math, folders=True),
+    "ad_moderation": Format(domain.read_ad_moderation, (*domain.AD_METRICS, "reward"),
+                            domain.score_ad, chat=True),
+    "general_demo": Format(domain.read_general_demo, ("acc", "reward"), domain.score_general,
+                           chat=True),
+}
+
+
+def resolve_path(value: str, key: str) -> Path:
+    """`fixture:REL` (bundled fixtures), `demo:PART` (bundled demo data) or a local path."""
+    if value.startswith("fixture:"):
+        return FIXTURES / value.removeprefix("fixture:")
+    if value.startswith("demo:"):
+        from icegrt_cli.data.demo import demo_file
+
+        try:
+            return demo_file(value.removeprefix("demo:"))
+        except ValueError as err:
+            raise ConfigError(f"{key}: {err}") from None
+    return Path(value).expanduser()
+
+
+@dataclass(frozen=True)
+class Task:
+    """A task ready to run: its items, each item's few-shot examples, and how to score it."""
+
+    name: str
+    cfg: TaskConfig
+    fmt: Format
+    items: list[Item]
+    shots: list[list[Item]]
+    metrics: list[str]
+    """Reported metrics, in order."""
+
+    @property
+    def is_generation(self) -> bool:
+        return self.fmt.score is not None
+
+
+def load_task(name: str, cfg: TaskConfig, limit: int | None, seed: int) -> Task:
+    """Read and check a task's files; errors name the config key or the file and line."""
+    key = f"task.{name}"
+    fmt = FORMATS.get(cfg.format)
+    if fmt is None:
+        raise ConfigError(f"{key}.format: unknown format '{cfg.format}' "
+                          f"(known: {', '.join(sorted(FORMATS))})")
+    if cfg.subtasks and not fmt.folders:
+        raise ConfigError(f"{key}.subtasks: the {cfg.format} format has no subtasks")
+    if fmt.chat and cfg.num_fewshot:
+        raise ConfigError(f"{key}.num_fewshot: chat tasks are zero-shot")
+    unknown = [m for m in cfg.metrics if m not in fmt.metrics]
+    if unknown:
+        raise ConfigError(f"{key}.metrics: {unknown} not computed by the {cfg.format} format "
+                          f"(it computes {list(fmt.metrics)})")
+    everything = fmt.read(resolve_path(cfg.path, f"{key}.path"), list(cfg.subtasks))
+    cap = cfg.limit if cfg.limit is not None else limit
+    items = everything[:cap] if cap is not None else everything
+    if not items:
+        raise ConfigError(f"{key}: no items to evaluate in {cfg.path}")
+    pool = everything
+    if cfg.fewshot_path and cfg.num_fewshot:
+        pool = fmt.read(resolve_path(cfg.fewshot_path, f"{key}.fewshot_path"), list(cfg.subtasks))
+    rng = random.Random(f"{seed}:{name}")
+    by_group: dict[str, list[Item]] = {}
+    for example in pool:
+        by_group.setdefault(example.group, []).append(example)
+    shots = [_sample_shots(item, by_group.get(item.group) or pool, cfg.num_fewshot, rng)
+             for item in items]
+    return Task(name, cfg, fmt, items, shots, list(cfg.metrics or fmt.metrics))
+
+
+def _sample_shots(item: Item, candidates: list[Item], k: int, rng: random.Random) -> list[Item]:
+    """k examples, never the item itself: as the harness, draw k + 1 and drop the item."""
+    if k == 0:
+        return []
+    drawn = rng.sample(candidates, min(k + 1, len(candidates)))
+    return [c for c in drawn if c != item][:k]
+
+
+def solved(example: Item) -> str:
+    """A few-shot example with its answer filled in."""
+    if example.partial:
+        return example.choices[example.gold] + TARGET_DELIMITER + example.target
+    return example.query + TARGET_DELIMITER + example.target
+
+
+def prefix(task: Task, index: int) -> str:
+    """Description and solved examples that precede item `index`."""
+    item = task.items[index]
+    return item.description + "".join(solved(s) + FEWSHOT_DELIMITER for s in task.shots[index])
+
+
+def choice_requests(task: Task, index: int) -> list[tuple[str, str]]:
+    """(context, continuation) per choice; WinoGrande varies the context, not the continuation."""
+    item, head = task.items[index], prefix(task, index)
+    if item.partial:
+        return [(head + c, TARGET_DELIMITER + item.target) for c in item.choices]
+    return [(head + item.query, TARGET_DELIMITER + c) for c in item.choices]
+
+
+def generation_prompt(task: Task, index: int) -> str:
+    """The plain-text prompt of a generation item (chat tasks are templated by the runner)."""
+    return prefix(task, index) + task.items[index].query
