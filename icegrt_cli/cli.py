@@ -30,6 +30,7 @@ STAGE_HELP = {
     "train-rm": ("train_rm", "Train the reward model on preference pairs (Bradley-Terry)."),
     "ppo": ("ppo", "PPO with actor, reference, reward model and critic (the ICE-GRT step)."),
     "eval": ("eval", "Evaluate checkpoints in-domain and on the 12 general benchmarks."),
+    "pipeline": ("pipeline", "sft -> train-rm -> ppo -> eval in one run; finished stages skip."),
 }
 """CLI verb -> (config / stage name, one-line help)."""
 

@@ -27,6 +27,7 @@ STAGE_MODULES = {
     "train_rm": "icegrt_cli.stages.reward",
     "ppo": "icegrt_cli.stages.ppo",
     "eval": "icegrt_cli.stages.evaluate",
+    "pipeline": "icegrt_cli.stages.pipeline",
 }
 """Stage name -> module with `run(cfg, out_dir, run_root) -> dict`."""
 
@@ -58,6 +59,45 @@ def register_resolvers() -> None:
     for key, fn in (("icegrt_run_dir", _run_dir), ("icegrt_sweep_dir", _sweep_dir)):
         if not OmegaConf.has_resolver(key):
             OmegaConf.register_new_resolver(key, fn)
+
+
+def group_slots(stage: str) -> dict[str, str]:
+    """Config-group slots of a stage, `package -> group`, from its body's defaults list.
+
+    For the pipeline, each stage's slots appear under the stage's name (`ppo.kl -> kl`).
+    """
+    if stage == "pipeline":
+        return {
+            f"{name}.{package}": group
+            for name in STAGE_MODULES if name != "pipeline"
+            for package, group in group_slots(name).items()
+        }
+    body = OmegaConf.load(conf_dir() / "stage" / f"{stage}.yaml")
+    slots = {}
+    for entry in body.get("defaults", []):
+        if isinstance(entry, str):
+            continue
+        (key,) = entry.keys()
+        group, _, package = key.lstrip("/").partition("@")
+        slots[package or group] = group
+    return slots
+
+
+def name_groups(stage: str, args: list[str]) -> list[str]:
+    """Let a slot be chosen by its package: `reward_model=small` -> `model@reward_model=small`.
+
+    Hydra names a group placed under another package as `group@package=option`; this keeps the
+    shorter spelling working too, e.g. `icegrt pipeline ppo.kl=adaptive`.
+    """
+    slots = group_slots(stage)
+    rewritten = []
+    for arg in args:
+        key, sep, value = arg.partition("=")
+        group = slots.get(key) if sep and not arg.startswith("-") else None
+        if group is not None and group != key:
+            arg = f"{group}@{key}={value}"
+        rewritten.append(arg)
+    return rewritten
 
 
 def _split_args(args: list[str]) -> tuple[list[str], dict[str, str], bool]:
@@ -144,6 +184,7 @@ def launch(stage: str, args: list[str], config_name: str | None = None) -> None:
     register_configs()
     register_resolvers()
     config_name = config_name or stage
+    args = name_groups(stage, args)
     validate(stage, config_name, args)
 
     def task(cfg: DictConfig) -> None:

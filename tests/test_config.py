@@ -11,7 +11,14 @@ from omegaconf import OmegaConf
 
 from icegrt_cli.config import register_configs
 from icegrt_cli.errors import ConfigError
-from icegrt_cli.launch import STAGE_MODULES, conf_dir, register_resolvers, validate
+from icegrt_cli.launch import (
+    STAGE_MODULES,
+    conf_dir,
+    group_slots,
+    name_groups,
+    register_resolvers,
+    validate,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -26,29 +33,31 @@ def _group_options(group: str) -> list[str]:
     return sorted(p.stem for p in (conf_dir() / group).glob("*.yaml"))
 
 
-def _stage_groups(stage: str) -> dict[str, str]:
-    """package -> group, for the group entries of a stage's defaults list."""
-    primary = OmegaConf.load(conf_dir() / f"{stage}.yaml")
-    found = {}
-    for entry in primary.defaults:
-        if isinstance(entry, str) or "_self_" in str(entry):
-            continue
-        (key,) = entry.keys()
-        group, _, package = key.partition("@")
-        found[package or group] = group
-    return found
-
-
 @pytest.mark.parametrize("stage", sorted(STAGE_MODULES))
 def test_every_group_option_composes(stage: str) -> None:
+    """Each slot of each stage (and of the pipeline) accepts every option of its group."""
+    slots = group_slots(stage)
+    assert slots, stage
     with initialize_config_dir(str(conf_dir()), version_base="1.3"):
-        base = compose(config_name=stage)
-        assert base.stage == stage
-        for package, group in _stage_groups(stage).items():
-            for option in _group_options(group):
-                key = group if package == group else f"{group}@{package}"
-                cfg = compose(config_name=stage, overrides=[f"{key}={option}"])
-                assert package.split(".")[0] in cfg
+        assert compose(config_name=stage).stage == stage
+        for package, group in slots.items():
+            options = _group_options(group)
+            if group == "task":  # each task slot holds its own task; no cross product
+                options = [package.rsplit(".", 1)[-1]]
+            for option in options:
+                (override,) = name_groups(stage, [f"{package}={option}"])
+                cfg = compose(config_name=stage, overrides=[override])
+                assert OmegaConf.select(cfg, package) is not None, override
+
+
+def test_pipeline_routes_stage_overrides() -> None:
+    assert name_groups("pipeline", ["ppo.kl=adaptive", "sft.optim.lr=1"]) == [
+        "kl@ppo.kl=adaptive", "sft.optim.lr=1"]
+    with initialize_config_dir(str(conf_dir()), version_base="1.3"):
+        cfg = compose(config_name="pipeline", overrides=name_groups(
+            "pipeline", ["ppo.kl=adaptive", "train_rm.reward_model=small"]))
+    assert cfg.ppo.kl.kind == "adaptive" and cfg.train_rm.reward_model.hidden_size == 256
+    assert cfg.sft.stage == "sft" and cfg.ppo.data.sources[0].eval_path == "test"
 
 
 def test_unknown_key_names_the_key() -> None:

@@ -11,8 +11,8 @@ import torch
 from omegaconf import OmegaConf
 from transformers import AutoModelForCausalLM
 
+from icegrt_cli.config import EvalConfig, TaskConfig
 from icegrt_cli.errors import ConfigError, DataError
-from icegrt_cli.eval.schema import EvalConfig, TaskConfig
 from icegrt_cli.stages.evaluate import model_labels, resolve_checkpoints, run
 
 CONF = Path(__file__).resolve().parents[1] / "conf" / "task"

@@ -11,8 +11,8 @@ from hydra.core.config_store import ConfigStore
 from hydra.errors import ConfigCompositionException
 from omegaconf import OmegaConf
 
+from icegrt_cli.config import DOMAIN_TASKS, GENERAL_TASKS, EvalConfig, TaskConfig
 from icegrt_cli.errors import ConfigError, DataError
-from icegrt_cli.eval.schema import DOMAIN_TASKS, GENERAL_TASKS, EvalConfig, TaskConfig
 from icegrt_cli.eval.tasks import (
     FORMATS,
     choice_requests,

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from icegrt_cli.config import TaskConfig
 from icegrt_cli.errors import ConfigError
 from icegrt_cli.eval import domain, formats
 from icegrt_cli.eval.formats import Item, Reader
@@ -25,7 +26,6 @@ from icegrt_cli.eval.metrics import (
     gsm8k_target,
     math_equal,
 )
-from icegrt_cli.eval.schema import TaskConfig
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 TARGET_DELIMITER = " "

@@ -13,12 +13,11 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from icegrt_cli.config import ModelConfig
+from icegrt_cli.config import EvalConfig, ModelConfig, TaskConfig
 from icegrt_cli.engine import save_run_config, setup_runtime
 from icegrt_cli.errors import ConfigError
 from icegrt_cli.eval.report import BatchBars, comparison_table, write_predictions, write_results
 from icegrt_cli.eval.runner import LoadedModel, Settings, run_task
-from icegrt_cli.eval.schema import EvalConfig, TaskConfig
 from icegrt_cli.eval.tasks import Task, load_task
 from icegrt_cli.models import check_model_path, load_causal_lm, load_scalar_model, load_tokenizer
 from icegrt_cli.reward.scoring import score_texts

@@ -1,0 +1,77 @@
+"""From a scored rollout to the tensors PPO trains on: shaped rewards, advantages, returns."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from icegrt_cli.config import KLConfig, PPOAlgoConfig
+from icegrt_cli.ppo.core import (
+    gae,
+    kl_penalty,
+    masked_mean,
+    masked_whiten,
+    shape_token_rewards,
+)
+from icegrt_cli.ppo.rollout import Sequences
+
+
+@dataclass
+class Experience:
+    """One rollout batch ready for the PPO update. All (B, T) unless noted; zero where masked."""
+
+    seq: Sequences
+    old_logprobs: torch.Tensor
+    ref_logprobs: torch.Tensor
+    values: torch.Tensor
+    kl: torch.Tensor
+    """Per-token estimator of log pi_old - log pi_ref (the one optimised and logged)."""
+    rewards: torch.Tensor
+    advantages: torch.Tensor
+    """Whitened over the batch's valid tokens when advantage normalisation is on."""
+    returns: torch.Tensor
+    scores: torch.Tensor
+    """(B,) shaped sequence scores placed at each response's last token."""
+
+    def select(self, rows: torch.Tensor) -> Experience:
+        return Experience(
+            self.seq.select(rows), *(t[rows] for t in (
+                self.old_logprobs, self.ref_logprobs, self.values, self.kl, self.rewards,
+                self.advantages, self.returns, self.scores,
+            ))
+        )
+
+
+def build_experience(
+    seq: Sequences,
+    old_logprobs: torch.Tensor,
+    ref_logprobs: torch.Tensor,
+    values: torch.Tensor,
+    scores: torch.Tensor,
+    beta: float,
+    kl_cfg: KLConfig,
+    ppo: PPOAlgoConfig,
+) -> tuple[Experience, dict[str, float]]:
+    """Rewards r_t = -beta * KL_t (+ score at the last token), then GAE and whitening.
+
+    With `kl.in_reward=false` the reward carries the score alone and KL enters the loss instead.
+    """
+    mask = seq.response_mask
+    kl = kl_penalty(old_logprobs, ref_logprobs, kl_cfg.estimator) * mask
+    reward_beta = beta if kl_cfg.in_reward else 0.0
+    rewards = shape_token_rewards(scores, kl, mask, reward_beta)
+    advantages, returns = gae(rewards, values * mask, mask, ppo.gamma, ppo.lam)
+    stats = {
+        "adv/mean": masked_mean(advantages, mask).item(),
+        "adv/std": masked_mean(advantages.pow(2), mask).sub(
+            masked_mean(advantages, mask).pow(2)).clamp(min=0).sqrt().item(),
+        "returns/mean": masked_mean(returns, mask).item(),
+        "values/mean": masked_mean(values, mask).item(),
+    }
+    if ppo.advantage_norm:
+        advantages = masked_whiten(advantages, mask)
+    exp = Experience(
+        seq, old_logprobs, ref_logprobs, values * mask, kl, rewards, advantages, returns, scores
+    )
+    return exp, stats

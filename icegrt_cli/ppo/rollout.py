@@ -1,0 +1,137 @@
+"""Rollouts: sample responses with the actor, then score them without gradients.
+
+Shapes: B rows; P = prompt width (left-padded, so every response starts at column P);
+T = response width (right-padded after the first EOS).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from transformers import GenerationConfig, PreTrainedModel, PreTrainedTokenizerBase
+
+from icegrt_cli.config import RolloutConfig
+from icegrt_cli.errors import ConfigError
+from icegrt_cli.lm import left_pad
+from icegrt_cli.ppo.core import entropy_from_logits, logprobs_from_logits, response_mask
+
+
+@dataclass
+class Sequences:
+    """Prompt + response token layout shared by every forward pass of one rollout batch."""
+
+    prompt_ids: torch.Tensor  # (B, P) left-padded
+    prompt_mask: torch.Tensor  # (B, P)
+    response_ids: torch.Tensor  # (B, T) pad after the first EOS
+    response_mask: torch.Tensor  # (B, T) float: 1 up to and including the first EOS
+    has_eos: torch.Tensor  # (B,) bool
+
+    @property
+    def prompt_width(self) -> int:
+        return self.prompt_ids.shape[1]
+
+    def inputs(self, rows: slice | torch.Tensor = slice(None)) -> dict[str, torch.Tensor]:
+        """input_ids, attention_mask and position_ids for rows of the joined sequences.
+
+        Positions count real tokens only: with left padding, position 0 is the first real token
+        of each row, exactly as during generation (trlx #508).
+        """
+        ids = torch.cat([self.prompt_ids[rows], self.response_ids[rows]], dim=1)
+        mask = torch.cat([self.prompt_mask[rows], self.response_mask[rows].long()], dim=1)
+        positions = (mask.cumsum(dim=1) - 1).clamp(min=0)
+        return {"input_ids": ids, "attention_mask": mask, "position_ids": positions}
+
+    def select(self, rows: torch.Tensor) -> Sequences:
+        return Sequences(
+            self.prompt_ids[rows], self.prompt_mask[rows], self.response_ids[rows],
+            self.response_mask[rows], self.has_eos[rows],
+        )
+
+
+def generation_config(cfg: RolloutConfig, tokenizer: PreTrainedTokenizerBase) -> GenerationConfig:
+    """Pure sampling unless asked otherwise: every knob that reshapes the distribution is set
+    explicitly, so a checkpoint's saved defaults (top_k=50, repetition penalty) cannot sneak in."""
+    if cfg.temperature <= 0:
+        raise ConfigError(f"rollout.temperature: must be > 0 for sampling, got {cfg.temperature}")
+    return GenerationConfig(
+        do_sample=True, temperature=cfg.temperature, top_k=cfg.top_k, top_p=cfg.top_p,
+        max_new_tokens=cfg.max_new_tokens, min_new_tokens=0, repetition_penalty=1.0,
+        pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+    )
+
+
+@torch.no_grad()
+def sample(
+    actor: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompt_rows: list[list[int]],
+    cfg: RolloutConfig,
+) -> Sequences:
+    """Sample one response per prompt (KV cache, left padding), cut at the first EOS."""
+    device = next(actor.parameters()).device
+    prompt_ids, prompt_mask = left_pad(prompt_rows, tokenizer.pad_token_id)
+    prompt_ids, prompt_mask = prompt_ids.to(device), prompt_mask.to(device)
+    was_training = actor.training
+    actor.eval()
+    out = actor.generate(
+        input_ids=prompt_ids, attention_mask=prompt_mask,
+        generation_config=generation_config(cfg, tokenizer),
+    )
+    actor.train(was_training)
+    response_ids = out[:, prompt_ids.shape[1] :]
+    mask, has_eos = response_mask(response_ids, tokenizer.eos_token_id, tokenizer.pad_token_id)
+    # Whatever follows the first EOS is padding from here on, for every model that reads it.
+    response_ids = torch.where(mask.bool(), response_ids, tokenizer.pad_token_id)
+    return Sequences(prompt_ids, prompt_mask, response_ids, mask.float(), has_eos)
+
+
+def response_logits(model: torch.nn.Module, seq: Sequences, rows=slice(None)) -> torch.Tensor:
+    """Logits that predict each response token: (B, T, V). Position P-1+t predicts token t."""
+    logits = model(**seq.inputs(rows)).logits
+    p, t = seq.prompt_width, seq.response_ids.shape[1]
+    return logits[:, p - 1 : p - 1 + t].float()
+
+
+def token_values(critic: torch.nn.Module, seq: Sequences, rows=slice(None)) -> torch.Tensor:
+    """Per-token values (B, T) from a scalar-head model: the head applied to every hidden state.
+
+    The value of token t is read where the policy decides it (position P-1+t).
+    """
+    model = getattr(critic, "module", critic)  # DDP wraps the model
+    backbone = getattr(model, model.base_model_prefix)
+    hidden = backbone(**seq.inputs(rows)).last_hidden_state
+    values = model.score(hidden).squeeze(-1).float()
+    p, t = seq.prompt_width, seq.response_ids.shape[1]
+    return values[:, p - 1 : p - 1 + t]
+
+
+@torch.no_grad()
+def logprobs_in_chunks(
+    model: torch.nn.Module, seq: Sequences, temperature: float, chunk: int,
+    with_entropy: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Log-probs (B, T) of the sampled tokens (and entropy), `chunk` rows per forward pass."""
+    logps, entropies = [], []
+    for start in range(0, seq.response_ids.shape[0], chunk):
+        rows = slice(start, start + chunk)
+        logits = response_logits(model, seq, rows)
+        logps.append(logprobs_from_logits(logits, seq.response_ids[rows], temperature))
+        if with_entropy:
+            entropies.append(entropy_from_logits(logits, temperature))
+    return torch.cat(logps), (torch.cat(entropies) if with_entropy else None)
+
+
+@torch.no_grad()
+def values_in_chunks(critic: torch.nn.Module, seq: Sequences, chunk: int) -> torch.Tensor:
+    return torch.cat([
+        token_values(critic, seq, slice(s, s + chunk))
+        for s in range(0, seq.response_ids.shape[0], chunk)
+    ])
+
+
+def decode_responses(tokenizer: PreTrainedTokenizerBase, seq: Sequences) -> list[str]:
+    """Response text without EOS and padding, as the reward model and the gold scorer read it."""
+    texts = []
+    for ids, mask in zip(seq.response_ids, seq.response_mask, strict=True):
+        texts.append(tokenizer.decode(ids[mask.bool()], skip_special_tokens=True).strip())
+    return texts

@@ -1,0 +1,133 @@
+"""The PPO update over one rollout batch: clipped policy loss for the actor, clipped value loss
+for the critic, epochs x shuffled minibatches."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from icegrt_cli.config import KLConfig, PPOAlgoConfig
+from icegrt_cli.ppo.core import (
+    check_finite,
+    entropy_from_logits,
+    explained_variance,
+    kl_penalty,
+    logprobs_from_logits,
+    masked_mean,
+    policy_loss,
+    value_loss,
+)
+from icegrt_cli.ppo.experience import Experience
+from icegrt_cli.ppo.rollout import response_logits, token_values
+
+
+@dataclass
+class Learner:
+    """A trainable model with its optimizer and schedule."""
+
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    max_grad_norm: float
+
+
+PtxLoss = Callable[[torch.nn.Module], torch.Tensor]
+"""Returns the mean LM loss of the actor on the next PPO-ptx batch."""
+
+
+def _step(learner: Learner, loss: torch.Tensor, accelerator: Any) -> None:
+    accelerator.backward(loss)
+    if learner.max_grad_norm > 0:
+        accelerator.clip_grad_norm_(learner.model.parameters(), learner.max_grad_norm)
+    learner.optimizer.step()
+    learner.scheduler.step()
+    learner.optimizer.zero_grad(set_to_none=True)
+
+
+def minibatches(
+    n: int, size: int, epochs: int, generator: torch.Generator
+) -> Iterator[torch.Tensor]:
+    """Row indices: every row once per epoch, in a fresh seeded order each epoch."""
+    for _ in range(epochs):
+        order = torch.randperm(n, generator=generator)
+        for start in range(0, n, size):
+            yield order[start : start + size]
+
+
+def ppo_update(
+    exp: Experience,
+    actor: Learner,
+    critic: Learner,
+    *,
+    ppo: PPOAlgoConfig,
+    kl_cfg: KLConfig,
+    beta: float,
+    temperature: float,
+    update_actor: bool,
+    accelerator: Any,
+    generator: torch.Generator,
+    step: int,
+    ptx_loss: PtxLoss | None = None,
+) -> dict[str, float]:
+    """Run `ppo.epochs` passes of minibatch updates; return the mean of each figure."""
+    sums: dict[str, float] = {}
+    count = 0
+    n = exp.seq.response_ids.shape[0]
+    for rows in minibatches(n, ppo.minibatch_size, ppo.epochs, generator):
+        mb = exp.select(rows)
+        figures: dict[str, float] = {}
+        if update_actor:
+            figures.update(_actor_step(
+                mb, actor, ppo, kl_cfg, beta, temperature, accelerator, step, ptx_loss
+            ))
+        figures.update(_critic_step(mb, critic, ppo, accelerator, step))
+        for key, value in figures.items():
+            sums[key] = sums.get(key, 0.0) + value
+        count += 1
+    return {k: v / max(count, 1) for k, v in sums.items()}
+
+
+def _actor_step(
+    mb: Experience, actor: Learner, ppo: PPOAlgoConfig, kl_cfg: KLConfig, beta: float,
+    temperature: float, accelerator: Any, step: int, ptx_loss: PtxLoss | None,
+) -> dict[str, float]:
+    mask = mb.seq.response_mask
+    logits = response_logits(actor.model, mb.seq)
+    logp = logprobs_from_logits(logits, mb.seq.response_ids, temperature)
+    entropy = masked_mean(entropy_from_logits(logits, temperature), mask)
+    out = policy_loss(logp, mb.old_logprobs, mb.advantages, mask, ppo.clip_eps)
+    loss = out.loss - ppo.entropy_coef * entropy
+    figures = {}
+    if not kl_cfg.in_reward and beta > 0:
+        kl_loss = masked_mean(kl_penalty(logp, mb.ref_logprobs, kl_cfg.estimator), mask)
+        loss = loss + beta * kl_loss
+        figures["ppo/kl_loss"] = kl_loss.item()
+    if ptx_loss is not None and ppo.ptx_coef > 0:
+        lm = ptx_loss(actor.model)
+        loss = loss + ppo.ptx_coef * lm
+        figures["ppo/ptx_loss"] = lm.item()
+    check_finite("policy loss", loss, step)
+    _step(actor, loss, accelerator)
+    figures.update({
+        "ppo/policy_loss": out.loss.item(), "ppo/clipfrac": out.clipfrac.item(),
+        "ppo/approx_kl": out.approx_kl.item(), "ppo/ratio": out.ratio_mean.item(),
+        "ppo/entropy": entropy.item(),
+    })
+    return figures
+
+
+def _critic_step(
+    mb: Experience, critic: Learner, ppo: PPOAlgoConfig, accelerator: Any, step: int
+) -> dict[str, float]:
+    mask = mb.seq.response_mask
+    values = token_values(critic.model, mb.seq)
+    out = value_loss(values, mb.values, mb.returns, mask, ppo.value_clip_eps)
+    check_finite("value loss", out.loss, step)
+    _step(critic, ppo.vf_coef * out.loss, accelerator)
+    return {
+        "ppo/value_loss": out.loss.item(), "ppo/value_clipfrac": out.clipfrac.item(),
+        "ppo/explained_variance": explained_variance(values.detach(), mb.returns, mask).item(),
+    }

@@ -1,0 +1,90 @@
+"""`icegrt pipeline`: sft -> train-rm -> ppo -> eval in one run folder.
+
+Each stage runs with its own settings (`cfg.<stage>`) and the pipeline's `run` settings, writes
+to `<run folder>/<stage>/`, and finds the earlier stages there. Finished stages are skipped,
+so a pipeline stopped in PPO continues at PPO when started again.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from icegrt_cli.engine.checkpoint import Checkpointer
+from icegrt_cli.errors import ConfigError
+from icegrt_cli.launch import STAGE_MODULES
+from icegrt_cli.stages.common import SUMMARY, is_complete, write_summary
+
+STAGE_ORDER = ("sft", "train_rm", "ppo", "eval")
+
+
+def stage_config(cfg: DictConfig, name: str, run_dir: Path) -> DictConfig:
+    """The settings a stage runs with inside the pipeline."""
+    run = OmegaConf.to_container(cfg.run)
+    stage_dir = run_dir / name
+    if run["resume"] == "latest" and Checkpointer(stage_dir / "checkpoints").latest() is None:
+        run["resume"] = None  # nothing of this stage to resume: start it fresh
+    overrides: dict[str, Any] = {"run": run}
+    if name == "eval":
+        overrides.update(_eval_models(cfg.eval, run_dir))
+    return OmegaConf.merge(cfg[name], overrides)
+
+
+def _eval_models(eval_cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
+    """Compare the run's SFT and PPO models, scored by its reward model, unless told otherwise."""
+    found = [str(run_dir / s / "model") for s in ("sft", "ppo")
+             if (run_dir / s / "model" / "config.json").exists()]
+    extra: dict[str, Any] = {}
+    if not eval_cfg.model.paths and not eval_cfg.model.name_or_path and found:
+        extra["model"] = {"paths": found}
+    rm = run_dir / "train_rm" / "model"
+    if eval_cfg.reward_model is None and (rm / "config.json").exists():
+        extra["reward_model"] = str(rm)
+    return extra
+
+
+def _link_finished(source: Path, run_dir: Path, name: str) -> bool:
+    """Link a finished stage of another run into this one; True when linked."""
+    origin = source / name
+    target = run_dir / name
+    if target.exists() or not is_complete(origin):
+        return False
+    run_dir.mkdir(parents=True, exist_ok=True)
+    target.symlink_to(origin.resolve(), target_is_directory=True)
+    return True
+
+
+def run(cfg: DictConfig, out_dir: Path, run_root: Path | None) -> dict[str, Any]:
+    from rich.console import Console
+
+    console = Console(highlight=False)
+    unknown = [s for s in cfg.stages if s not in STAGE_ORDER]
+    if unknown:
+        raise ConfigError(f"stages: unknown {unknown}; choose from {list(STAGE_ORDER)}")
+    reuse = Path(cfg.reuse_from) if cfg.reuse_from else None
+    if reuse is not None and not reuse.is_dir():
+        raise ConfigError(f"reuse_from: no run folder '{reuse}'")
+    summaries: dict[str, Any] = {}
+    for name in cfg.stages:
+        stage_dir = out_dir / name
+        if reuse is not None and name not in cfg.force and _link_finished(reuse, out_dir, name):
+            console.print(f"[dim]pipeline: {name} reused from {reuse / name}[/dim]")
+        if is_complete(stage_dir) and name not in cfg.force:
+            console.print(f"[dim]pipeline: {name} already finished in {stage_dir}; skipped "
+                          f"(force=\\[{name}] reruns it)[/dim]")
+            summaries[name] = json.loads((stage_dir / SUMMARY).read_text())
+            continue
+        if stage_dir.is_symlink():
+            raise ConfigError(f"force: {name} is linked from another run; rerun it there")
+        console.rule(f"[bold]{name}")
+        module = importlib.import_module(STAGE_MODULES[name])
+        summaries[name] = module.run(stage_config(cfg, name, out_dir), stage_dir, out_dir)
+        if summaries[name].get("stopped_early"):
+            console.print(f"pipeline: {name} stopped early; rerun with run.resume=latest")
+            return summaries
+    write_summary(out_dir, {"stage": "pipeline", "stages": list(cfg.stages)})
+    return summaries

@@ -1,0 +1,336 @@
+"""`icegrt ppo`: the ICE-GRT PPO stage with actor, reference, reward model and critic.
+
+Each step: (1) sample responses, (2) score them without gradients, (3) shape the scores,
+(4) turn them into per-token rewards, advantages and returns, (5) update actor and critic,
+(6) adapt the KL coefficient, (7) log, evaluate and checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from omegaconf import DictConfig
+from rich.table import Table
+
+from icegrt_cli.config import OptimConfig
+from icegrt_cli.data.collate import LMCollator
+from icegrt_cli.data.formatting import check_sft_record, encode_prompt, encode_sft
+from icegrt_cli.data.loading import require_text
+from icegrt_cli.data.splits import load_splits
+from icegrt_cli.engine import Checkpointer, MetricsLogger, save_run_config, setup_runtime
+from icegrt_cli.engine.checkpoint import load_checkpoint
+from icegrt_cli.engine.loop import global_batches
+from icegrt_cli.engine.optim import build_optimizer, build_scheduler
+from icegrt_cli.engine.progress import StepProgress
+from icegrt_cli.errors import ConfigError, DataError, RunInterrupted
+from icegrt_cli.lm import lm_loss_sum
+from icegrt_cli.models import load_causal_lm, load_scalar_model, load_tokenizer, materialize
+from icegrt_cli.ppo.core import (
+    RunningMeanStd,
+    check_finite,
+    make_kl_controller,
+    masked_mean,
+    shape_scores,
+)
+from icegrt_cli.ppo.evaluation import evaluate_policy, gold_figures
+from icegrt_cli.ppo.experience import build_experience
+from icegrt_cli.ppo.rollout import decode_responses, logprobs_in_chunks, sample, values_in_chunks
+from icegrt_cli.ppo.update import Learner, ppo_update
+from icegrt_cli.reward.scoring import score_texts
+from icegrt_cli.stages.common import resolve_model, write_summary
+
+NEGATIVE_KL_PATIENCE = 5
+"""Consecutive steps of negative mean KL before warning: the sampler and scorer disagree."""
+
+
+def _frozen(model: torch.nn.Module) -> torch.nn.Module:
+    model.eval()
+    model.requires_grad_(False)
+    return model
+
+
+def _learner(rt: Any, model: torch.nn.Module, lr: float, cfg: DictConfig, steps: int) -> Learner:
+    optim = OptimConfig(lr=lr, weight_decay=cfg.ppo.weight_decay, scheduler="constant",
+                        warmup_steps=0, warmup_ratio=0.0, max_grad_norm=cfg.ppo.max_grad_norm)
+    optimizer = build_optimizer(model.parameters(), optim)
+    scheduler = build_scheduler(optimizer, optim, steps)
+    return Learner(model, optimizer, scheduler, cfg.ppo.max_grad_norm)
+
+
+def _reward_stats(rm_path: Path | str, normalize: str) -> tuple[float | None, float | None]:
+    """The reward model's calibration statistics, required (loudly) by reward.normalize=stats."""
+    if normalize != "stats":
+        return None, None
+    path = Path(rm_path) / "reward_stats.json"
+    if not path.exists():
+        raise ConfigError(f"reward.normalize=stats: {path} not found; train the reward model with "
+                          "icegrt train-rm, or choose reward=running_norm")
+    stats = json.loads(path.read_text())
+    return float(stats["mean"]), float(stats["std"])
+
+
+def _check_critic_tokenizer(cfg: DictConfig, tokenizer: Any, rm_tokenizer: Any) -> None:
+    if cfg.ppo.critic_init == "reward_model" and tokenizer.get_vocab() != rm_tokenizer.get_vocab():
+        raise ConfigError("ppo.critic_init=reward_model: the reward model's tokenizer differs from "
+                          "the policy's, and the critic reads policy tokens; use "
+                          "ppo.critic_init=policy")
+    if cfg.ppo.critic_init not in ("reward_model", "policy"):
+        raise ConfigError(f"ppo.critic_init: '{cfg.ppo.critic_init}' is not reward_model|policy")
+
+
+def _ptx_source(cfg: DictConfig, tokenizer: Any, seed: int):
+    """A cycling supply of LM-loss batches for PPO-ptx, or None when the coefficient is 0."""
+    if cfg.ppo.ptx_coef <= 0:
+        return None
+    records, _ = load_splits(cfg.ptx_data, "sft", check_sft_record, seed)
+    encoded = [e for e in (encode_sft(tokenizer, r) for r in records)
+               if len(e.input_ids) <= cfg.ptx_data.max_length]
+    if not encoded:
+        raise DataError("ptx_data: no example fits ptx_data.max_length")
+    collate = LMCollator(tokenizer.pad_token_id)
+    generator = torch.Generator().manual_seed(seed)
+    size = cfg.ppo.ptx_batch_size
+
+    def next_loss(model: torch.nn.Module) -> torch.Tensor:
+        rows = torch.randint(len(encoded), (size,), generator=generator).tolist()
+        batch = collate([encoded[i] for i in rows])
+        device = next(model.parameters()).device
+        batch = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+        return lm_loss_sum(model, batch) / batch["weight"].clamp(min=1)
+
+    return next_loss
+
+
+def run(cfg: DictConfig, out_dir: Path, run_root: Path | None) -> dict[str, Any]:
+    # 1. Runtime, configs, tokenizers.
+    rt = setup_runtime(cfg.run)
+    save_run_config(cfg, out_dir)
+    policy_cfg = resolve_model(cfg.policy, run_root, "policy")
+    rm_cfg = resolve_model(cfg.reward_model, run_root, "reward_model")
+    tokenizer = load_tokenizer(policy_cfg)
+    tokenizer.padding_side = "left"
+    rm_tokenizer = load_tokenizer(rm_cfg)
+    _check_critic_tokenizer(cfg, tokenizer, rm_tokenizer)
+
+    # 2. Prompts (and held-out prompts with ground truth where the data has it).
+    records, eval_records = load_splits(cfg.data, "prompts", require_text("prompt"), cfg.run.seed)
+    limit = policy_cfg.max_position_embeddings - cfg.rollout.max_new_tokens
+    prompt_rows = [encode_prompt(tokenizer, r["prompt"]) for r in records]
+    keep = [i for i, row in enumerate(prompt_rows) if len(row) <= limit]
+    records, prompt_rows = [records[i] for i in keep], [prompt_rows[i] for i in keep]
+    eval_records = eval_records[: cfg.train.eval_size]
+    if len(records) < cfg.rollout.batch_size * rt.world_size:
+        raise DataError(f"ppo: {len(records)} usable prompts, fewer than one rollout batch")
+    ptx_loss = _ptx_source(cfg, tokenizer, cfg.run.seed)
+
+    # 3. Four models: actor and frozen reference from the policy, frozen reward model, critic.
+    policy_path = materialize(policy_cfg, out_dir / "init_policy", cfg.run.seed)
+    rm_path = materialize(rm_cfg, out_dir / "init_reward_model", cfg.run.seed)
+    actor = load_causal_lm(policy_path, policy_cfg, tokenizer)
+    reference = _frozen(load_causal_lm(policy_path, policy_cfg, tokenizer))
+    reward_model = _frozen(load_scalar_model(rm_path, rm_cfg, rm_tokenizer))
+    critic_path = rm_path if cfg.ppo.critic_init == "reward_model" else policy_path
+    critic = load_scalar_model(critic_path, rm_cfg if critic_path == rm_path else policy_cfg,
+                               tokenizer)
+    stats_mean, stats_std = _reward_stats(rm_path, cfg.reward.normalize)
+    if cfg.reward.normalize not in ("none", "running", "stats"):
+        raise ConfigError(f"reward.normalize: '{cfg.reward.normalize}' is not none|running|stats")
+    for model in (reference, reward_model):
+        model.to(rt.device)
+
+    # 4. Optimisers, controller, running statistics; resume.
+    steps = cfg.ppo.steps
+    actor_l = _learner(rt, actor, cfg.ppo.lr, cfg, steps)
+    critic_l = _learner(rt, critic, cfg.ppo.critic_lr, cfg, steps)
+    kl_ctl = make_kl_controller(cfg.kl.kind, cfg.kl.coef, cfg.kl.target, cfg.kl.horizon)
+    score_stats = RunningMeanStd()
+    generator = torch.Generator().manual_seed(cfg.run.seed)
+    ckpt = Checkpointer(out_dir / "checkpoints", cfg.train.keep_last, rt.is_main)
+    start = 0
+    resume_from = ckpt.resolve(cfg.run.resume)
+    if resume_from is not None:
+        state = load_checkpoint(
+            resume_from, {"actor": actor, "critic": critic},
+            {"actor_optimizer": actor_l.optimizer, "actor_scheduler": actor_l.scheduler,
+             "critic_optimizer": critic_l.optimizer, "critic_scheduler": critic_l.scheduler},
+        )
+        start = state["step"]
+        kl_ctl.load_state_dict(state["kl"])
+        score_stats.load_state_dict(state["score_stats"])
+        generator.set_state(torch.tensor(state["generator"], dtype=torch.uint8))
+        rt.print(f"resumed from {resume_from} at step {start}")
+    actor_l.model, actor_l.optimizer, critic_l.model, critic_l.optimizer = rt.accelerator.prepare(
+        actor, actor_l.optimizer, critic, critic_l.optimizer
+    )
+    logger = MetricsLogger(out_dir, rt.is_main, cfg.run.tensorboard,
+                           resume_step=start if resume_from else None)
+    unwrap = rt.accelerator.unwrap_model
+
+    def held_out(step: int) -> dict[str, float]:
+        if not eval_records:
+            return {}
+        figures, responses = evaluate_policy(
+            unwrap(actor_l.model), tokenizer, eval_records, reward_model, rm_tokenizer,
+            cfg.rollout.max_new_tokens, cfg.rollout.forward_batch_size,
+        )
+        logger.log(step, {f"eval/{k}": v for k, v in figures.items()})
+        return figures
+
+    def save(step: int) -> None:
+        ckpt.save(
+            step, {"actor": unwrap(actor_l.model), "critic": unwrap(critic_l.model)},
+            {"actor_optimizer": actor_l.optimizer, "actor_scheduler": actor_l.scheduler,
+             "critic_optimizer": critic_l.optimizer, "critic_scheduler": critic_l.scheduler},
+            {"kl": kl_ctl.state_dict(), "score_stats": score_stats.state_dict(),
+             "generator": generator.get_state().tolist()},
+        )
+
+    before = held_out(0) if start == 0 else {}
+    negative_kl_streak = 0
+    global_size = cfg.rollout.batch_size * rt.world_size
+    batches_per_epoch = len(records) // global_size
+    step = start
+    samples_path = out_dir / "samples.jsonl"
+    try:
+        with StepProgress(rt.console, "ppo", steps, start, cfg.run.progress and rt.is_main) as bar:
+            while step < steps:
+                t0 = time.perf_counter()
+                epoch, position = divmod(step, batches_per_epoch)
+                ids = global_batches(len(records), global_size, epoch, cfg.run.seed)[position]
+                ids = ids[rt.rank :: rt.world_size]
+                batch_records = [records[i] for i in ids]
+
+                # (1) Sample.
+                model = unwrap(actor_l.model)
+                seq = sample(model, tokenizer, [prompt_rows[i] for i in ids], cfg.rollout)
+                texts = decode_responses(tokenizer, seq)
+                prompts = [r["prompt"] for r in batch_records]
+
+                # (2) Score: old and reference log-probs, values, reward-model scores.
+                chunk = cfg.rollout.forward_batch_size
+                model.eval()
+                old_logp, _ = logprobs_in_chunks(model, seq, cfg.rollout.temperature, chunk)
+                ref_logp, _ = logprobs_in_chunks(reference, seq, cfg.rollout.temperature, chunk)
+                values = values_in_chunks(unwrap(critic_l.model), seq, chunk)
+                raw = score_texts(reward_model, rm_tokenizer, prompts, texts, chunk).to(rt.device)
+                check_finite("reward-model score", raw, step + 1)
+
+                # (3) Shape scores: truncation penalty, normalise, scale, clip.
+                penalised = raw.clone()
+                if cfg.rollout.missing_eos_penalty is not None:
+                    penalised[~seq.has_eos] -= cfg.rollout.missing_eos_penalty
+                mean, std = stats_mean, stats_std
+                if cfg.reward.normalize == "running":
+                    score_stats.update(rt.accelerator.gather(penalised))
+                    mean, std = score_stats.mean, score_stats.std
+                scores = shape_scores(penalised, scale=cfg.reward.scale, mean=mean, std=std,
+                                      clip=cfg.reward.clip)
+                check_finite("shaped score", scores, step + 1)
+
+                # (4) Per-token rewards, advantages, returns.
+                beta = kl_ctl.value
+                exp, adv_stats = build_experience(
+                    seq, old_logp, ref_logp, values, scores, beta, cfg.kl, cfg.ppo
+                )
+                check_finite("advantages", exp.advantages, step + 1)
+                t_rollout = time.perf_counter() - t0
+
+                # (5) Update actor (after the critic warm-up) and critic.
+                model.train()
+                update = ppo_update(
+                    exp, actor_l, critic_l, ppo=cfg.ppo, kl_cfg=cfg.kl, beta=beta,
+                    temperature=cfg.rollout.temperature,
+                    update_actor=step >= cfg.ppo.critic_warmup_steps,
+                    accelerator=rt.accelerator, generator=generator, step=step + 1,
+                    ptx_loss=ptx_loss,
+                )
+
+                # (6) Adapt beta to the observed per-sequence KL.
+                mask = seq.response_mask
+                kl_seq = (exp.kl * mask).sum(dim=1)
+                kl_mean = rt.accelerator.reduce(kl_seq.mean(), reduction="mean").item()
+                kl_ctl.update(kl_mean, global_size)
+                step += 1
+
+                # (7) Log, sample, evaluate, checkpoint.
+                lengths = mask.sum(dim=1)
+                figures = {
+                    "rollout/score_raw": raw.mean().item(),
+                    "rollout/score": scores.mean().item(),
+                    "rollout/length": lengths.float().mean().item(),
+                    "rollout/eos_rate": seq.has_eos.float().mean().item(),
+                    "kl/ref": kl_mean,
+                    "kl/k1": (((old_logp - ref_logp) * mask).sum(dim=1)).mean().item(),
+                    "kl/beta": beta,
+                    "kl/per_token": masked_mean(exp.kl, mask).item(),
+                    **adv_stats, **update,
+                    "time/rollout_s": t_rollout,
+                    "time/update_s": time.perf_counter() - t0 - t_rollout,
+                }
+                figures.update({f"rollout/{k}": v
+                                for k, v in gold_figures(texts, batch_records).items()})
+                logger.log(step, figures)
+                negative_kl_streak = negative_kl_streak + 1 if kl_mean < -1e-3 else 0
+                if negative_kl_streak == NEGATIVE_KL_PATIENCE:
+                    rt.print("[yellow]warning: mean KL to the reference has been negative for "
+                             f"{NEGATIVE_KL_PATIENCE} steps: sampling and scoring distributions "
+                             "differ (top-k/top-p, temperature or padding)[/yellow]")
+                if rt.is_main and cfg.train.sample_every and step % cfg.train.sample_every == 0:
+                    _save_samples(samples_path, step, prompts, texts, raw, batch_records)
+                bar.advance({k.split("/")[-1]: figures[k] for k in (
+                    "rollout/score_raw", "rollout/gold", "kl/ref", "kl/beta") if k in figures})
+                if cfg.train.eval_every and step % cfg.train.eval_every == 0 and step < steps:
+                    held_out(step)
+                if cfg.train.save_every and step % cfg.train.save_every == 0 and step < steps:
+                    save(step)
+                if cfg.train.stop_after and step >= cfg.train.stop_after and step < steps:
+                    save(step)
+                    rt.print(f"ppo: stopped after step {step} (train.stop_after); checkpoint kept")
+                    return {"stage": "ppo", "steps": step, "stopped_early": True}
+        after = held_out(step)
+    except KeyboardInterrupt as interrupt:
+        save(step)
+        raise RunInterrupted(f"interrupted at step {step}; checkpoint saved in {ckpt.latest()}: "
+                             "rerun with run.resume=latest to continue") from interrupt
+    finally:
+        logger.close()
+
+    # 8. Save the actor (a plain causal LM folder) and the critic; report before / after.
+    summary = {"stage": "ppo", "steps": step,
+               "eval_before": before, "eval_after": after, "kl_beta": kl_ctl.value}
+    if rt.is_main:
+        unwrap(actor_l.model).save_pretrained(out_dir / "model")
+        tokenizer.padding_side = "right"
+        tokenizer.save_pretrained(out_dir / "model")
+        unwrap(critic_l.model).save_pretrained(out_dir / "critic")
+        write_summary(out_dir, summary)
+        rt.print(_before_after_table(before, after))
+    rt.accelerator.wait_for_everyone()
+    return summary
+
+
+def _save_samples(
+    path: Path, step: int, prompts: list[str], texts: list[str], scores: torch.Tensor,
+    records: list[dict[str, Any]], count: int = 4,
+) -> None:
+    with open(path, "a", encoding="utf-8") as handle:
+        for prompt, text, score, record in list(zip(prompts, texts, scores.tolist(), records,
+                                                    strict=True))[:count]:
+            row = {"step": step, "prompt": prompt, "response": text, "score": score}
+            row.update(gold_figures([text], [record]))
+            handle.write(json.dumps(row) + "\n")
+
+
+def _before_after_table(before: dict[str, float], after: dict[str, float]) -> Table:
+    table = Table(title="ppo: held-out prompts, greedy answers")
+    for column in ("metric", "before", "after", "change"):
+        table.add_column(column, justify="left" if column == "metric" else "right")
+    for key in after:
+        old, new = before.get(key), after[key]
+        change = "" if old is None else f"{new - old:+.3f}"
+        table.add_row(key, "" if old is None else f"{old:.3f}", f"{new:.3f}", change)
+    return table

@@ -1,0 +1,129 @@
+"""Rollout layout: left padding, position ids, masking after EOS, log-prob alignment."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from transformers import AutoModelForSequenceClassification
+
+from icegrt_cli.config import KLConfig, PPOAlgoConfig, RolloutConfig
+from icegrt_cli.errors import ConfigError
+from icegrt_cli.lm import left_pad
+from icegrt_cli.ppo.core import logprobs_from_logits
+from icegrt_cli.ppo.experience import build_experience
+from icegrt_cli.ppo.rollout import (
+    Sequences,
+    generation_config,
+    logprobs_in_chunks,
+    sample,
+    token_values,
+)
+from icegrt_cli.ppo.update import Learner, ppo_update
+
+
+def _direct_logprobs(model, prompt: list[int], response: list[int]) -> torch.Tensor:
+    """Log-probs of `response` after `prompt` from one unpadded forward pass."""
+    ids = torch.tensor([prompt + response])
+    logits = model(input_ids=ids).logits[:, len(prompt) - 1 : -1]
+    return logprobs_from_logits(logits, torch.tensor([response]))[0]
+
+
+def _sequences(tokenizer, prompts: list[list[int]], responses: list[list[int]]) -> Sequences:
+    prompt_ids, prompt_mask = left_pad(prompts, tokenizer.pad_token_id)
+    width = max(len(r) for r in responses)
+    pad = tokenizer.pad_token_id
+    response_ids = torch.tensor([r + [pad] * (width - len(r)) for r in responses])
+    mask = torch.tensor([[1.0] * len(r) + [0.0] * (width - len(r)) for r in responses])
+    return Sequences(prompt_ids, prompt_mask, response_ids, mask, mask[:, -1] > 0)
+
+
+def test_left_padded_batch_scores_like_each_row_alone(tiny_lm) -> None:
+    model, tokenizer = tiny_lm
+    prompts = [tokenizer("the cat is red").input_ids, tokenizer("yes").input_ids]
+    responses = [tokenizer(" no").input_ids + [tokenizer.eos_token_id],
+                 tokenizer(" water and fire").input_ids]
+    seq = _sequences(tokenizer, prompts, responses)
+    batched, _ = logprobs_in_chunks(model, seq, temperature=1.0, chunk=2)
+    for row, (prompt, response) in enumerate(zip(prompts, responses, strict=True)):
+        alone = _direct_logprobs(model, prompt, response)
+        torch.testing.assert_close(batched[row, : len(response)], alone, rtol=1e-4, atol=1e-5)
+    inputs = seq.inputs()
+    first_real = int(inputs["attention_mask"][1].argmax())
+    assert first_real > 0 and inputs["position_ids"][1, first_real].item() == 0
+
+
+def test_sampling_masks_everything_after_eos(tiny_lm) -> None:
+    model, tokenizer = tiny_lm
+    torch.manual_seed(0)
+    rows = [tokenizer("the dog").input_ids, tokenizer("a blue cat is").input_ids] * 4
+    seq = sample(model, tokenizer, rows, RolloutConfig(max_new_tokens=12))
+    assert seq.response_ids.shape[0] == 8 and seq.response_ids.shape[1] <= 12
+    for ids, mask, has_eos in zip(seq.response_ids, seq.response_mask, seq.has_eos, strict=True):
+        valid = int(mask.sum())
+        assert torch.all(ids[valid:] == tokenizer.pad_token_id)
+        if has_eos:
+            assert ids[valid - 1].item() == tokenizer.eos_token_id
+            assert tokenizer.eos_token_id not in ids[: valid - 1].tolist()
+
+
+def test_generation_refuses_zero_temperature_and_keeps_pure_sampling(tiny_lm) -> None:
+    _, tokenizer = tiny_lm
+    with pytest.raises(ConfigError, match="rollout.temperature"):
+        generation_config(RolloutConfig(temperature=0.0), tokenizer)
+    config = generation_config(RolloutConfig(), tokenizer)
+    assert (config.top_k, config.top_p, config.repetition_penalty) == (0, 1.0, 1.0)
+
+
+def test_values_are_read_where_the_policy_decides(tiny_model_dir) -> None:
+    critic = AutoModelForSequenceClassification.from_pretrained(tiny_model_dir, num_labels=1)
+    critic.eval()
+    seq = _sequences(_tok(tiny_model_dir), [[5, 6, 7], [8]], [[9, 10], [11, 12]])
+    values = token_values(critic, seq)
+    hidden = critic.model(input_ids=torch.tensor([[5, 6, 7, 9, 10]])).last_hidden_state
+    expected = critic.score(hidden).squeeze(-1)[0, 2:4]  # states before tokens 9 and 10
+    torch.testing.assert_close(values[0], expected, rtol=1e-4, atol=1e-5)
+
+
+def _tok(path):
+    from icegrt_cli.config import ModelConfig
+    from icegrt_cli.models import load_tokenizer
+
+    return load_tokenizer(ModelConfig(name_or_path=str(path)))
+
+
+def test_at_zero_learning_rate_ratio_is_one_and_kl_zero(tiny_model_dir, tiny_lm) -> None:
+    """PAPER.md pitfall: the rollout pass and the loss pass must score identically."""
+    from accelerate import Accelerator
+
+    from icegrt_cli.config import ModelConfig
+    from icegrt_cli.models import load_causal_lm
+
+    _, tokenizer = tiny_lm
+    cfg = ModelConfig(name_or_path=str(tiny_model_dir))
+    actor = load_causal_lm(tiny_model_dir, cfg, tokenizer)
+    reference = load_causal_lm(tiny_model_dir, cfg, tokenizer).eval()
+    critic = AutoModelForSequenceClassification.from_pretrained(tiny_model_dir, num_labels=1)
+    torch.manual_seed(1)
+    rows = [tokenizer("the cat").input_ids, tokenizer("is the red dog blue").input_ids] * 4
+    seq = sample(actor, tokenizer, rows, RolloutConfig(max_new_tokens=10))
+    old, _ = logprobs_in_chunks(actor, seq, 1.0, chunk=3)  # other chunking than the update
+    ref, _ = logprobs_in_chunks(reference, seq, 1.0, chunk=8)
+    values = torch.zeros_like(old)
+    exp, _ = build_experience(seq, old, ref, values, torch.randn(8), 0.1, KLConfig(),
+                              PPOAlgoConfig())
+    assert torch.count_nonzero(exp.kl) == 0
+    zero = [Learner(m, torch.optim.SGD(m.parameters(), lr=0.0), _NoSchedule(), 0.0)
+            for m in (actor, critic)]
+    figures = ppo_update(
+        exp, zero[0], zero[1], ppo=PPOAlgoConfig(minibatch_size=4, epochs=2),
+        kl_cfg=KLConfig(), beta=0.1, temperature=1.0, update_actor=True,
+        accelerator=Accelerator(cpu=True), generator=torch.Generator().manual_seed(0), step=1,
+    )
+    assert figures["ppo/ratio"] == pytest.approx(1.0, abs=1e-6)
+    assert figures["ppo/approx_kl"] == pytest.approx(0.0, abs=1e-7)
+    assert figures["ppo/clipfrac"] == 0.0
+
+
+class _NoSchedule:
+    def step(self) -> None:
+        """A constant learning rate needs no schedule."""

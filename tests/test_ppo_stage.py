@@ -1,0 +1,117 @@
+"""`icegrt ppo` end to end: sft -> train-rm -> ppo through the real CLI on tiny models."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from transformers import AutoModelForCausalLM
+
+from icegrt_cli.engine.metrics import read_metrics
+from tests.cli_helpers import TINY_MODEL, TINY_SFT, icegrt
+
+pytestmark = pytest.mark.slow
+
+TINY_RM = ["data.sources.0.limit=96", "train.max_steps=4", "train.batch_size=8",
+           "train.eval_every=0", "train.save_every=0", "run.progress=false",
+           "calibration_size=16"]
+TINY_PPO = ["ppo.steps=4", "rollout.batch_size=8", "rollout.max_new_tokens=16",
+            "ppo.minibatch_size=4", "train.eval_size=8", "train.eval_every=2",
+            "train.save_every=0", "train.sample_every=2", "run.log_every=1",
+            "run.progress=false", "data.sources.0.limit=64"]
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A run with finished sft and train_rm stages that ppo finds by run.name."""
+    cwd = tmp_path_factory.mktemp("ppo")
+    icegrt("sft", "run.name=demo", *TINY_SFT, cwd=cwd)
+    icegrt("train-rm", "run.name=demo", *TINY_RM, cwd=cwd)
+    return cwd
+
+
+def _copy_run(cwd: Path, name: str) -> None:
+    """The prepared sft + train_rm stages under another run name."""
+    target = cwd / "runs" / name
+    if not target.exists():
+        shutil.copytree(cwd / "runs" / "demo", target,
+                        ignore=shutil.ignore_patterns("ppo", "checkpoints"))
+
+
+def _ppo(cwd: Path, name: str, *args: str, check: bool = True):
+    _copy_run(cwd, name)
+    return icegrt("ppo", f"run.name={name}", *TINY_PPO, *args, cwd=cwd, check=check)
+
+
+def test_ppo_logs_every_named_quantity_and_saves_the_actor(run_dir: Path) -> None:
+    _ppo(run_dir, "basic")
+    out = run_dir / "runs" / "basic" / "ppo"
+    records = read_metrics(out / "metrics.jsonl")
+    steps = [r for r in records if "rollout/score_raw" in r]
+    assert [r["step"] for r in steps] == [1, 2, 3, 4]
+    expected = {
+        "rollout/score_raw", "rollout/score", "kl/ref", "kl/beta", "ppo/entropy",
+        "ppo/policy_loss", "ppo/value_loss", "ppo/clipfrac", "ppo/approx_kl",
+        "ppo/explained_variance", "adv/mean", "adv/std", "rollout/length", "rollout/eos_rate",
+        "rollout/gold",
+    }
+    assert expected <= set(steps[0])
+    assert steps[0]["kl/ref"] == 0.0  # the actor equals the reference before any update
+    evals = [r for r in records if "eval/gold" in r]
+    assert [r["step"] for r in evals] == [0, 2, 4]
+    summary = json.loads((out / "summary.json").read_text())
+    assert set(summary["eval_before"]) == set(summary["eval_after"])
+    assert (out / "samples.jsonl").read_text().count("\n") == 2 * 4
+    AutoModelForCausalLM.from_pretrained(out / "model")
+
+
+def test_resumed_run_matches_an_uninterrupted_one(run_dir: Path) -> None:
+    _ppo(run_dir, "whole")
+    _ppo(run_dir, "parts", "train.stop_after=2")
+    _ppo(run_dir, "parts", "run.resume=latest")
+    whole, parts = (
+        [r for r in read_metrics(run_dir / "runs" / n / "ppo" / "metrics.jsonl")
+         if "rollout/score_raw" in r]
+        for n in ("whole", "parts")
+    )
+    assert len(whole) == len(parts) == 4
+    for a, b in zip(whole, parts, strict=True):
+        for key in ("rollout/score_raw", "kl/ref", "ppo/policy_loss", "ppo/value_loss"):
+            assert a[key] == pytest.approx(b[key], rel=1e-4, abs=1e-6), (a["step"], key)
+
+
+def test_non_finite_reward_stops_with_step_and_quantity(run_dir: Path) -> None:
+    proc = _ppo(run_dir, "nan", "reward.scale=nan", check=False)
+    assert proc.returncode != 0
+    assert "non-finite shaped score at step 1" in proc.stderr, proc.stderr[-2000:]
+
+
+def test_stats_normalisation_fails_loudly_without_statistics(run_dir: Path) -> None:
+    proc = _ppo(run_dir, "nostats", "model@reward_model=tiny", *[f"reward_{o}" for o in
+                TINY_MODEL], "reward=stats_norm", check=False)
+    assert proc.returncode != 0 and "reward_stats.json not found" in proc.stderr, proc.stderr
+
+
+def test_factor_switches_change_the_logged_curves(run_dir: Path) -> None:
+    """kl, advantage normalisation and reward shaping are real switches, not labels."""
+    _copy_run(run_dir, "factors")
+    proc = icegrt(
+        "ppo", "run.name=factors", *TINY_PPO, "ppo.steps=2", "-m",
+        "kl=none,adaptive", "reward=none,running_norm", cwd=run_dir,
+    )
+    sweep = run_dir / "runs" / "factors" / "multirun" / "ppo"
+    finals = {}
+    for job in sorted(sweep.iterdir()):
+        if not (job / "metrics.jsonl").exists():
+            continue
+        cfg = (job / "config.yaml").read_text()
+        steps = [r for r in read_metrics(job / "metrics.jsonl") if "rollout/score" in r]
+        finals[job.name] = (cfg, steps[-1])
+    assert len(finals) == 4, proc.stdout[-2000:]
+    betas = {round(s["kl/beta"], 6) for _, s in finals.values()}
+    assert 0.0 in betas and len(betas) >= 2
+    shaped = [s["rollout/score"] for _, s in finals.values()]
+    raw = [s["rollout/score_raw"] for _, s in finals.values()]
+    assert any(abs(a - b) > 1e-6 for a, b in zip(shaped, raw, strict=True))
