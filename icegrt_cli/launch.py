@@ -36,6 +36,7 @@ VALUE_FLAGS = {"--config-path", "-cp", "--config-name", "-cn", "--config-dir", "
                "--package", "-p", "--experimental-rerun", "--cfg", "-c"}
 INFO_FLAGS = {"--help", "-h", "--hydra-help", "--cfg", "-c", "--info", "-i",
               "--shell-completion", "-sc", "--version"}
+INFO_CHOICES = {"all", "config", "defaults", "defaults-tree", "plugins", "searchpath"}
 MAX_VALIDATED_COMBINATIONS = 64
 
 
@@ -98,6 +99,26 @@ def name_groups(stage: str, args: list[str]) -> list[str]:
             arg = f"{group}@{key}={value}"
         rewritten.append(arg)
     return rewritten
+
+
+def flags_first(args: list[str]) -> list[str]:
+    """Hydra flags before the overrides: argparse stops reading overrides after a flag, so
+    `icegrt ppo kl.coef=0.1 -m seed=1,2` would otherwise lose `seed=1,2`."""
+    flags, overrides = [], []
+    position = 0
+    while position < len(args):
+        arg = args[position]
+        takes = arg in VALUE_FLAGS or (
+            arg in ("--info", "-i") and position + 1 < len(args)
+            and args[position + 1] in INFO_CHOICES
+        )
+        if arg.startswith("-"):
+            flags += args[position : position + 1 + takes]
+            position += 1 + takes
+        else:
+            overrides.append(arg)
+            position += 1
+    return flags + overrides
 
 
 def _split_args(args: list[str]) -> tuple[list[str], dict[str, str], bool]:
@@ -184,7 +205,7 @@ def launch(stage: str, args: list[str], config_name: str | None = None) -> None:
     register_configs()
     register_resolvers()
     config_name = config_name or stage
-    args = name_groups(stage, args)
+    args = flags_first(name_groups(stage, args))
     validate(stage, config_name, args)
 
     def task(cfg: DictConfig) -> None:

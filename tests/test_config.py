@@ -14,6 +14,7 @@ from icegrt_cli.errors import ConfigError
 from icegrt_cli.launch import (
     STAGE_MODULES,
     conf_dir,
+    flags_first,
     group_slots,
     name_groups,
     register_resolvers,
@@ -91,3 +92,10 @@ def test_wheel_ships_every_package() -> None:
     }
     assert found <= listed
     assert "icegrt_cli.conf" in listed
+
+
+def test_flags_move_before_overrides() -> None:
+    """argparse would drop overrides that follow a flag (`icegrt ppo a=1 -m b=1,2`)."""
+    args = ["a=1", "-m", "b=1,2", "--cfg", "job", "--info", "defaults", "c=3"]
+    assert flags_first(args) == ["-m", "--cfg", "job", "--info", "defaults", "a=1", "b=1,2",
+                                 "c=3"]
