@@ -10,7 +10,7 @@ setup:
 	$(PY) -m pip install -q -e ".[dev]"
 
 demo: setup
-	icegrt sft run.name=demo
+	icegrt pipeline run.name=demo
 
 test: setup
 	$(PY) -m pytest -q
