@@ -29,21 +29,15 @@ def left_pad(rows: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Te
     return ids, mask
 
 
-@torch.inference_mode()
 def generate_responses(
     model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompts: list[str],
     max_new_tokens: int = 128, batch_size: int = 16,
 ) -> list[str]:
     """Greedy answers to user prompts, formatted with the chat template, cut at EOS."""
-    device = next(model.parameters()).device
-    answers: list[str] = []
-    for start in range(0, len(prompts), batch_size):
-        rows = [encode_prompt(tokenizer, p) for p in prompts[start : start + batch_size]]
-        ids, mask = left_pad(rows, tokenizer.pad_token_id)
-        out = model.generate(
-            input_ids=ids.to(device), attention_mask=mask.to(device), do_sample=False,
-            max_new_tokens=max_new_tokens, pad_token_id=tokenizer.pad_token_id,
-            eos_token_id=tokenizer.eos_token_id,
-        )
-        answers += tokenizer.batch_decode(out[:, ids.shape[1] :], skip_special_tokens=True)
-    return [a.strip() for a in answers]
+    from icegrt_cli.eval.generate import generate
+
+    rows = [encode_prompt(tokenizer, p) for p in prompts]
+    max_length = getattr(model.config, "max_position_embeddings", 2048)
+    texts = generate(model, tokenizer, rows, max_new_tokens=max_new_tokens, stop=[],
+                     batch_size=batch_size, max_length=max_length)
+    return [t.strip() for t in texts]

@@ -30,8 +30,12 @@ def read_ad_moderation(path: Path, subtasks: Sequence[str]) -> list[Item]:
 
 
 def score_ad(response: str, item: Item) -> dict[str, float]:
+    return gold_metrics(response, item.meta["gold"])
+
+
+def gold_metrics(response: str, gold: dict) -> dict[str, float]:
     """Gold score and its parts: mean of `hallucinated` is codes wrongly named per answer."""
-    judged = gold_score(response, item.meta["gold"])
+    judged = gold_score(response, gold)
     return {
         "gold": judged.score,
         "verdict_acc": float(judged.verdict_correct),

@@ -11,24 +11,20 @@ from typing import Any
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from icegrt_cli.data.demo import gold_score
+from icegrt_cli.eval.domain import gold_metrics
 from icegrt_cli.lm import generate_responses
 from icegrt_cli.reward.scoring import score_texts
 
 
 def gold_figures(responses: list[str], records: list[dict[str, Any]]) -> dict[str, float]:
     """Mean gold score and its parts over the records that carry ground truth (`gold`)."""
-    graded = [gold_score(r, rec["gold"]) for r, rec in zip(responses, records, strict=True)
-              if "gold" in rec]
+    graded = [gold_metrics(r, rec["gold"])
+              for r, rec in zip(responses, records, strict=True) if "gold" in rec]
     if not graded:
         return {}
-    n = len(graded)
     return {
-        "gold": sum(g.score for g in graded) / n,
-        "gold_verdict": sum(g.verdict_correct for g in graded) / n,
-        "gold_recall": sum(g.recall for g in graded) / n,
-        "gold_hallucinated": sum(g.hallucinated for g in graded) / n,
-        "gold_format": sum(g.format_ok for g in graded) / n,
+        ("gold" if key == "gold" else f"gold_{key}"): sum(g[key] for g in graded) / len(graded)
+        for key in graded[0]
     }
 
 
