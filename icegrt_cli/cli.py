@@ -60,6 +60,30 @@ def data_demo(
     Console().print(card.get("counts", card))
 
 
+@app.command("report")
+def report(
+    path: Annotated[Path, typer.Argument(help="A run folder, a stage folder, or a folder of "
+                                              "runs (a sweep) at any depth.")],
+    out: Annotated[Path | None, typer.Option(
+        "--out", help="Folder for report.md and the PNGs; default PATH/report.")] = None,
+) -> None:
+    """Final metrics per run, the settings that differ between runs, and plots."""
+    from icegrt_cli.report import make_report
+    from icegrt_cli.report.tables import rich_tables
+
+    def build() -> None:
+        result = make_report(path, out)
+        console = Console()
+        for table in rich_tables(result.headers, result.rows, f"icegrt report: {path}",
+                                 console.width):
+            console.print(table)
+        console.print(f"report: {result.markdown}")
+        for image in result.images:
+            console.print(f"plot: {image}")
+
+    _guarded(build)
+
+
 def _guarded(action) -> None:
     try:
         action()

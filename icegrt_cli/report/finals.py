@@ -1,0 +1,98 @@
+"""The final figures of a run: one number per column of the report's table.
+
+"Final" is the last value a stage logged. Changes are shown against the run's own start: the
+held-out figures before PPO (its step-0 evaluation), and the eval stage's first model (the SFT
+model in a pipeline) for the in-domain and general scores.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+from icegrt_cli.config import DOMAIN_TASKS, GENERAL_TASKS
+from icegrt_cli.report.discover import Run
+
+IN_DOMAIN = ("ad_moderation", "gold")
+"""(task, metric) of the in-domain score: the demo's gold score of verdict and analysis."""
+
+GENERAL = tuple(task for task in (*DOMAIN_TASKS, *GENERAL_TASKS) if task != IN_DOMAIN[0])
+"""Tasks averaged into the general score, each by its first listed metric (`acc` for
+`general_demo` and the multiple-choice benchmarks)."""
+
+COLUMNS: dict[str, str] = {
+    "sft loss": "SFT held-out loss (last eval/loss of sft)",
+    "rm acc": "reward-model pairwise accuracy on held-out pairs (last eval/accuracy of train_rm)",
+    "score": "reward-model score of the last PPO rollouts (rollout/score_raw)",
+    "gold": "gold score of the last PPO rollouts (rollout/gold)",
+    "KL": "KL to the reference per sequence, last PPO step (kl/ref)",
+    "beta": "KL coefficient at the last PPO step (kl/beta)",
+    "held-out score": "reward-model score of greedy answers to held-out prompts after PPO "
+                      "(eval/score), change since step 0",
+    "held-out gold": "gold score of those answers (eval/gold), change since step 0",
+    "in-domain": "eval stage: ad_moderation gold of the last model, change from the first",
+    "general": "eval stage: mean over the general tasks of their first metric, last model, "
+               "change from the first",
+}
+"""Table columns and what each holds; a column no run has is left out."""
+
+
+class Final(NamedTuple):
+    value: float
+    change: float | None = None
+    """value minus the run's starting value, where the run has one."""
+
+
+def last_value(records: list[dict[str, Any]], key: str) -> float | None:
+    return next((r[key] for r in reversed(records) if r.get(key) is not None), None)
+
+
+def first_value(records: list[dict[str, Any]], key: str) -> float | None:
+    return next((r[key] for r in records if r.get(key) is not None), None)
+
+
+def model_scores(results: dict[str, Any], label: str) -> tuple[float | None, float | None]:
+    """(in-domain, general) score of one evaluated model in an eval stage's results.json."""
+    tasks = results.get("tasks", {})
+    task, metric = IN_DOMAIN
+    in_domain = tasks.get(task, {}).get("scores", {}).get(label, {}).get("values", {}).get(metric)
+    general = [
+        tasks[name]["scores"][label]["values"].get(tasks[name]["metrics"][0])
+        for name in GENERAL
+        if name in tasks and label in tasks[name]["scores"] and tasks[name]["metrics"]
+    ]
+    general = [value for value in general if value is not None]
+    return in_domain, (sum(general) / len(general) if general else None)
+
+
+def _final(records: list[dict[str, Any]], key: str, with_change: bool = False) -> Final | None:
+    value = last_value(records, key)
+    if value is None:
+        return None
+    start = first_value(records, key) if with_change else None
+    return Final(value, None if start is None else value - start)
+
+
+def final_metrics(run: Run) -> dict[str, Final]:
+    """The run's figures by column name; columns the run has no data for are absent."""
+    def records(stage: str) -> list[dict[str, Any]]:
+        return run.stages[stage].metrics if stage in run.stages else []
+
+    found = {
+        "sft loss": _final(records("sft"), "eval/loss"),
+        "rm acc": _final(records("train_rm"), "eval/accuracy"),
+        "score": _final(records("ppo"), "rollout/score_raw"),
+        "gold": _final(records("ppo"), "rollout/gold"),
+        "KL": _final(records("ppo"), "kl/ref"),
+        "beta": _final(records("ppo"), "kl/beta"),
+        "held-out score": _final(records("ppo"), "eval/score", with_change=True),
+        "held-out gold": _final(records("ppo"), "eval/gold", with_change=True),
+    }
+    results = run.stages["eval"].results if "eval" in run.stages else None
+    if results and results.get("models"):
+        labels = list(results["models"])
+        first, last = model_scores(results, labels[0]), model_scores(results, labels[-1])
+        for column, start, end in zip(("in-domain", "general"), first, last, strict=True):
+            if end is not None:
+                change = end - start if len(labels) > 1 and start is not None else None
+                found[column] = Final(end, change)
+    return {column: value for column, value in found.items() if value is not None}
