@@ -213,7 +213,7 @@ class KLConfig:
 
 @dataclass
 class PPOAlgoConfig:
-    steps: int = 60
+    steps: int = 40
     """PPO iterations (rollout + update)."""
     epochs: int = 2
     """Passes over each rollout batch."""
@@ -243,7 +243,7 @@ class PPOAlgoConfig:
 
 @dataclass
 class PPOTrainConfig:
-    eval_every: int = 20
+    eval_every: int = 10
     """Steps between held-out evaluations (greedy answers scored by reward model and gold)."""
     eval_size: int = 64
     """Held-out prompts per evaluation."""
