@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import random
+import re
 import time
+from collections import Counter
+from itertools import product
 from pathlib import Path
 
 import pytest
@@ -14,7 +18,13 @@ from icegrt_cli.data.demo import POLICIES, DemoConfig, demo_file, generate_demo,
 from icegrt_cli.data.demo.ads import sample_ad
 from icegrt_cli.data.demo.answers import ideal_response
 from icegrt_cli.data.demo.bundle import BUNDLE_DIR, PARTS
-from icegrt_cli.data.demo.general import ATTRIBUTES, WORLD, general_correct
+from icegrt_cli.data.demo.general import (
+    ATTRIBUTES,
+    FACT_CHECKS,
+    FACT_QUESTIONS,
+    WORLD,
+    general_correct,
+)
 from icegrt_cli.data.demo.negatives import eligible_kinds, rejected_answer
 from icegrt_cli.data.demo.policies import CATEGORIES, PRODUCTS, phrase_pool
 
@@ -210,18 +220,79 @@ def test_sft_responses_are_short_and_parse() -> None:
     assert 100 < vague < 600
 
 
-def test_general_sets_share_one_world() -> None:
+@functools.cache
+def _fact_prompts() -> dict[str, tuple[str, str, str]]:
+    """Every possible fact prompt: (country, wording, right answer)."""
+    prompts = {}
+    for country, (i, attribute) in product(WORLD, enumerate(ATTRIBUTES)):
+        right = WORLD[country][i]
+        for wording in FACT_QUESTIONS[attribute]:
+            prompts[wording.format(c=country)] = (country, wording, right)
+        for wording, facts in product(FACT_CHECKS[attribute], WORLD.values()):
+            answer = "yes" if facts[i] == right else "no"
+            prompts[wording.format(c=country, v=facts[i])] = (country, wording, answer)
+    return prompts
+
+
+def _solve(prompt: str) -> str:
+    """Answer a general item from its prompt alone, independently of the generator."""
+    yes_no = {True: "yes", False: "no"}
+    story = r"(\w+) (has|had) (\d+) (\w+) and (gets|gave away) (\d+)( more)?\. "
+    if m := re.fullmatch(
+        story + r"(How many .*|Does \1 have (\d+) \4 now|Are (\d+) \4 left)\?", prompt
+    ):
+        result = int(m[3]) + int(m[6]) if m[2] == "has" else int(m[3]) - int(m[6])
+        stated = m[9] or m[10]
+        return str(result) if stated is None else yes_no[int(stated) == result]
+    if m := re.fullmatch(r"Which is (larger|smaller), (\d+) or (\d+)\?", prompt):
+        return str((max if m[1] == "larger" else min)(int(m[2]), int(m[3])))
+    if m := re.fullmatch(r"Is (\d+) (larger|smaller) than (\d+)\?", prompt):
+        a, b = int(m[1]), int(m[3])
+        return yes_no[a > b if m[2] == "larger" else a < b]
+    return _fact_prompts()[prompt][2]
+
+
+def test_general_answers_are_correct_by_construction() -> None:
+    sft = [r for r in _rows("general_sft") if not r["prompt"].startswith("Tell me about ")]
+    test = _rows("general_test")
+    assert [r["prompt"] for r in sft if _solve(r["prompt"]) != r["response"]] == []
+    assert [r["prompt"] for r in test if _solve(r["prompt"]) != r["answer"]] == []
+    assert all(general_correct(r["answer"], r["answer"]) for r in test)
+    assert max(len(r["response"]) for r in sft) <= 8
+
+
+def test_general_test_is_disjoint_from_sft() -> None:
     sft, test = _rows("general_sft"), _rows("general_test")
+    sft_prompts = [r["prompt"] for r in sft]
+    test_prompts = [r["prompt"] for r in test]
+    assert len(set(sft_prompts)) == len(sft_prompts)
+    assert len(set(test_prompts)) == len(test_prompts)
+    assert not set(sft_prompts) & set(test_prompts)
+
+
+def test_general_facts_are_taught_and_asked_in_a_familiar_wording() -> None:
+    sft = _rows("general_sft")
     taught = "\n".join(r["response"] for r in sft)
     for country, facts in WORLD.items():
-        assert len(facts) == len(ATTRIBUTES)
-        assert all(f"{country}" in taught and fact in taught for fact in facts)
-    sft_prompts = {r["prompt"] for r in sft}
-    assert not sft_prompts & {r["prompt"] for r in test}
-    facts = [r for r in test if r["kind"] == "fact"]
-    assert facts and all(
-        any(r["answer"] in WORLD[c] for c in WORLD if c in r["prompt"]) for r in facts
-    )
-    assert {r["kind"] for r in test} == {"arithmetic", "comparison", "fact"}
-    assert all(general_correct(r["answer"], r["answer"]) for r in test)
-    assert all(len(r["response"]) < 200 for r in sft)
+        assert f"Tell me about {country}." in {r["prompt"] for r in sft}
+        assert all(fact in taught for fact in facts)
+    known = _fact_prompts()
+    asked = {known[r["prompt"]][:2] for r in sft if r["prompt"] in known}
+    siblings = list(FACT_QUESTIONS.values()) + list(FACT_CHECKS.values())
+    for row in [r for r in _rows("general_test") if r["kind"] == "fact"]:
+        country, wording, _ = known[row["prompt"]]
+        assert (country, wording) not in asked
+        (same_fact,) = [ws for ws in siblings if wording in ws]
+        assert {(country, w) for w in same_fact if w != wording} <= asked, row["prompt"]
+        assert sum((c, wording) in asked for c in WORLD) >= len(WORLD) // 2
+
+
+def test_general_test_mix(card: dict) -> None:
+    test = _rows("general_test")
+    assert card["general"]["test"] == {"arithmetic": 70, "comparison": 70, "fact": 60}
+    assert Counter(r["answer"] for r in test if r["kind"] == "fact")["yes"] == 20
+    assert Counter(r["answer"] for r in test if r["kind"] == "fact")["no"] == 20
+    checks = Counter(r["answer"] for r in test if r["answer"] in ("yes", "no"))
+    assert abs(checks["yes"] - checks["no"]) <= 10
+    first = Counter(r["kind"] for r in test[:100])
+    assert min(first.values()) >= 20

@@ -160,5 +160,7 @@ def test_ideal_scores_one_on_every_bundled_item(part: str) -> None:
 def test_general_correct() -> None:
     assert general_correct(" Answer: 12. ", "12")
     assert general_correct("marn", "Marn")
+    assert general_correct("Yes.", "yes")
+    assert not general_correct("yes, 12", "yes")
     assert not general_correct("12 apples", "12")
     assert not general_correct("Marn or Telth", "Marn")
