@@ -205,7 +205,7 @@ def test_runs_are_found_at_any_depth_in_natural_order(tmp_path: Path) -> None:
 def test_a_bad_metrics_line_is_named_by_file_and_line(sweep: Path) -> None:
     metrics = sweep / "multirun" / "pipeline" / "1" / "ppo" / "metrics.jsonl"
     metrics.write_text(metrics.read_text().replace("\n", "\n{oops\n", 1))
-    with pytest.raises(DataError, match=r"metrics.jsonl:2: not a JSON record"):
+    with pytest.raises(DataError, match=r"metrics.jsonl:2: not valid JSON"):
         make_report(sweep)
 
 

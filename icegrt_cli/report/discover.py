@@ -17,6 +17,7 @@ from typing import Any
 
 import yaml
 
+from icegrt_cli.data.loading import read_jsonl
 from icegrt_cli.errors import DataError
 from icegrt_cli.launch import STAGE_MODULES
 from icegrt_cli.stages.common import SUMMARY
@@ -158,16 +159,7 @@ def _choices(folder: Path, prefix: str) -> dict[str, str]:
 
 def read_records(path: Path) -> list[dict[str, Any]]:
     """metrics.jsonl records; a line that is not JSON is reported as `file:line`."""
-    records = []
-    with open(path, encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                records.append(json.loads(line))
-            except json.JSONDecodeError as err:
-                raise DataError(f"{path}:{number}: not a JSON record ({err.msg})") from None
-    return records
+    return [record for _, record in read_jsonl(path)]
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:
