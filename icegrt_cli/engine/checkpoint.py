@@ -71,6 +71,17 @@ class Checkpointer:
         for old in self.list()[: -self.keep_last] if self.keep_last > 0 else []:
             shutil.rmtree(old, ignore_errors=True)
 
+    def clear(self) -> int:
+        """Remove an earlier run's checkpoints before a fresh start in the same folder.
+
+        Otherwise keep-last-N would keep the old run's higher steps and delete the new ones.
+        """
+        found = self.list()
+        if self.is_main:
+            for old in found:
+                shutil.rmtree(old, ignore_errors=True)
+        return len(found)
+
     def list(self) -> list[Path]:
         if not self.folder.exists():
             return []

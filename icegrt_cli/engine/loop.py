@@ -132,6 +132,8 @@ def fit(
     ckpt = Checkpointer(out_dir / "checkpoints", train.keep_last, rt.is_main)
     start = 0
     resume_from = ckpt.resolve(run.resume)
+    if resume_from is None and ckpt.clear():
+        rt.print(f"removed the checkpoints of an earlier run in {ckpt.folder}")
     if resume_from is not None:
         state = load_checkpoint(
             resume_from, {"model": model}, {"optimizer": optimizer, "scheduler": scheduler}

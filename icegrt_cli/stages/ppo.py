@@ -152,6 +152,8 @@ def run(cfg: DictConfig, out_dir: Path, run_root: Path | None) -> dict[str, Any]
     ckpt = Checkpointer(out_dir / "checkpoints", cfg.train.keep_last, rt.is_main)
     start = 0
     resume_from = ckpt.resolve(cfg.run.resume)
+    if resume_from is None and ckpt.clear():
+        rt.print(f"removed the checkpoints of an earlier run in {ckpt.folder}")
     if resume_from is not None:
         state = load_checkpoint(
             resume_from, {"actor": actor, "critic": critic},
