@@ -104,8 +104,8 @@ def test_flags_move_before_overrides() -> None:
 @pytest.mark.parametrize("stage", ["sft", "train_rm", "ppo"])
 def test_a_data_group_replaces_the_stage_default(stage: str) -> None:
     """`data=jsonl` must reach the stage: no stage body may pin its own data sources."""
-    key = "data"
+    overrides = ["data=jsonl", "data.sources.0.path=x.jsonl"]
     with initialize_config_dir(str(conf_dir()), version_base="1.3"):
-        cfg = compose(config_name=stage, overrides=[f"{key}=jsonl", f"{key}.sources.0.path=x.jsonl"])
+        cfg = compose(config_name=stage, overrides=overrides)
     assert [s.kind for s in cfg.data.sources] == ["file"]
     assert cfg.data.sources[0].path == "x.jsonl"
