@@ -52,10 +52,7 @@ def write_pairs(path: Path, records: list[dict]) -> Path:
 
 
 def from_file(path: Path, fields: str = "") -> str:
-    """Override: read pairs from one local file (field renames as `{ours: theirs}`).
-
-    The whole list is replaced: the stage body pins `data.sources` to the demo pairs.
-    """
+    """Override: read pairs from one local file (field renames as `{ours: theirs}`)."""
     renames = f",fields:{fields}" if fields else ""
     return f"data.sources=[{{kind:file,path:'{path}'{renames}}}]"
 
