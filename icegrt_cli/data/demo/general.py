@@ -34,6 +34,8 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from icegrt_cli.data.demo.sampling import draw_distinct
+
 # country: (capital, river, currency, export, national animal)
 WORLD: dict[str, tuple[str, str, str, str, str]] = {
     "Veloria": ("Marn", "Sel", "dram", "amber", "lynx"),
@@ -229,17 +231,7 @@ def distinct_items(
     rng: random.Random, maker: Callable[[random.Random], GeneralItem], n: int, seen: set[str]
 ) -> list[GeneralItem]:
     """`n` items from `maker` whose prompts are not in `seen` (which is updated)."""
-    items: list[GeneralItem] = []
-    for _ in range(100 * n):
-        if len(items) == n:
-            break
-        item = maker(rng)
-        if item.prompt not in seen:
-            seen.add(item.prompt)
-            items.append(item)
-    if len(items) < n:
-        raise ValueError(f"could not draw {n} distinct general {maker.__name__} items")
-    return items
+    return draw_distinct(lambda: maker(rng), n, seen, f"general {maker.__name__} items")
 
 
 def _arithmetic_and_comparison(rng: random.Random, n: int, seen: set[str]) -> list[GeneralItem]:

@@ -28,6 +28,7 @@ from icegrt_cli.data.demo.general import general_sft_items, general_test_items
 from icegrt_cli.data.demo.gold import WEIGHTS, gold_score
 from icegrt_cli.data.demo.negatives import KINDS, rejected_answer
 from icegrt_cli.data.demo.policies import POLICIES
+from icegrt_cli.data.demo.sampling import draw_distinct
 
 CARD_VERSION = 1
 AD_SPLITS: tuple[tuple[str, str, bool], ...] = (
@@ -46,17 +47,8 @@ def _rng(seed: int, purpose: str) -> random.Random:
 def _unique_ads(
     rng: random.Random, n: int, config: DemoConfig, heldout: bool, seen: set[str]
 ) -> list[Ad]:
-    ads: list[Ad] = []
-    for _ in range(100 * n):
-        if len(ads) == n:
-            break
-        ad = sample_ad(rng, config, heldout)
-        if ad.prompt not in seen:
-            seen.add(ad.prompt)
-            ads.append(ad)
-    if len(ads) < n:
-        raise ValueError(f"could not draw {n} distinct ads; reduce the split size")
-    return ads
+    return draw_distinct(lambda: sample_ad(rng, config, heldout), n, seen,
+                         "ads; reduce the split size")
 
 
 def _write_jsonl(path: Path, rows: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
