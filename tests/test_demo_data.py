@@ -25,7 +25,7 @@ from icegrt_cli.data.demo.general import (
     WORLD,
     general_correct,
 )
-from icegrt_cli.data.demo.negatives import eligible_kinds, rejected_answer
+from icegrt_cli.data.demo.negatives import KINDS, eligible_kinds, rejected_answer
 from icegrt_cli.data.demo.policies import CATEGORIES, PRODUCTS, phrase_pool
 
 SMALL = DemoConfig(
@@ -205,11 +205,11 @@ def test_every_rejected_kind_scores_below_the_ideal() -> None:
     seen = set()
     for _ in range(2000):
         ad = sample_ad(rng, DemoConfig(), heldout=False)
-        text, kind = rejected_answer(rng, ad.gold)
+        text, kind = rejected_answer(rng, ad.gold, ad.prompt)
         seen.add(kind)
         assert kind in eligible_kinds(ad.gold)
         assert gold_score(text, ad.gold).score < gold_score(ideal_response(ad.gold), ad.gold).score
-    assert len(seen) == 6
+    assert seen == set(KINDS)
 
 
 def test_sft_responses_are_short_and_parse() -> None:

@@ -49,7 +49,7 @@ def demo_gold_pairs(seed: int) -> tuple[list[GoldPair], int]:
     ties = 0
     for _, record in read_jsonl(demo_file("test")):
         gold, reference = record["gold"], record["reference"]
-        corrupted, kind = rejected_answer(rng, gold)
+        corrupted, kind = rejected_answer(rng, gold, record["prompt"])
         ref_score, bad_score = gold_score(reference, gold).score, gold_score(corrupted, gold).score
         if ref_score == bad_score:
             ties += 1

@@ -76,7 +76,7 @@ def generate_demo(out_dir: Path, seed: int = 0, config: DemoConfig | None = None
     annotator_rng = _rng(seed, "annotator")
     sft = [annotate(annotator_rng, ad.gold, config) for ad in ads["sft"]]
     pairs_rng = _rng(seed, "pairs")
-    rejected = [rejected_answer(pairs_rng, ad.gold) for ad in ads["pairs"]]
+    rejected = [rejected_answer(pairs_rng, ad.gold, ad.prompt) for ad in ads["pairs"]]
     test_rng = _rng(seed, "annotator:test")
     test_annotator = [annotate(test_rng, ad.gold, config)[0] for ad in ads["test"]]
 

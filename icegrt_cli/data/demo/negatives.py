@@ -7,6 +7,13 @@ Kinds (drawn uniformly among those that apply to the ad):
 - `vague`: right verdict, no policy or phrase named (approve ads: only when a near miss exists).
 - `unquoted`: right verdict and policies, no quoted phrase.
 - `bad_format`: the ideal content with a broken verdict/analysis layout.
+- `invented_reason`: a violation is claimed with a quote that is not in the ad (a reject ad keeps
+  its real clauses and gains the invented one; an approve ad is rejected for it).
+- `misquoted`: right verdict and policies, but one quote is a phrase of that policy that the ad
+  does not contain.
+
+The last two teach a reward model to check quotes against the ad: without them it pays for
+confident, specific-looking analyses, and PPO learns to invent them.
 """
 
 from __future__ import annotations
@@ -23,7 +30,8 @@ from icegrt_cli.data.demo.annotator import (
     wrong_policy_answer,
     wrong_verdict_answer,
 )
-from icegrt_cli.data.demo.answers import format_answer, ideal_response
+from icegrt_cli.data.demo.answers import format_answer, ideal_response, violation_clause
+from icegrt_cli.data.demo.policies import POLICY_BY_CODE, phrase_pool
 
 KINDS: tuple[str, ...] = (
     "wrong_verdict",
@@ -32,13 +40,15 @@ KINDS: tuple[str, ...] = (
     "vague",
     "unquoted",
     "bad_format",
+    "invented_reason",
+    "misquoted",
 )
 
 
 def eligible_kinds(gold: Mapping[str, Any]) -> tuple[str, ...]:
     """The failure modes that make sense for this ad."""
     if gold["verdict"] == "approve":
-        kinds = ["wrong_verdict", "bad_format"]
+        kinds = ["wrong_verdict", "bad_format", "invented_reason"]
         if gold["near_misses"]:
             kinds.insert(1, "vague")
         return tuple(kinds)
@@ -61,8 +71,45 @@ def bad_format_answer(rng: random.Random, gold: Mapping[str, Any]) -> str:
     return rng.choice(variants)
 
 
-def rejected_answer(rng: random.Random, gold: Mapping[str, Any]) -> tuple[str, str]:
-    """(answer, kind) for the rejected side of a preference pair."""
+def absent_phrase(rng: random.Random, code: str, ad_text: str) -> str:
+    """A training trigger phrase of policy `code` that does not occur in the ad's text."""
+    policy = POLICY_BY_CODE[code]
+    text = ad_text.casefold()
+    pool = sorted(
+        {
+            phrase
+            for category in policy.categories()
+            for phrase in phrase_pool(code, "trigger", category, False)
+            if phrase.casefold() not in text
+        }
+    )
+    return rng.choice(pool)
+
+
+def invented_reason_answer(rng: random.Random, gold: Mapping[str, Any], ad_text: str) -> str:
+    """A violation the ad does not commit, argued with a quote the ad does not contain."""
+    broken = {v["code"] for v in gold["violations"]}
+    code = rng.choice(sorted(set(POLICY_BY_CODE) - broken))
+    invented = violation_clause(absent_phrase(rng, code, ad_text), code)
+    clauses = [violation_clause(v["phrase"], v["code"]) for v in gold["violations"]]
+    clauses.insert(rng.randint(0, len(clauses)), invented)
+    return format_answer("reject", clauses)
+
+
+def misquoted_answer(rng: random.Random, gold: Mapping[str, Any], ad_text: str) -> str:
+    """The right policies, but one of them 'evidenced' by a phrase that is not in the ad."""
+    violations = gold["violations"]
+    i = rng.randrange(len(violations))
+    clauses = [violation_clause(v["phrase"], v["code"]) for v in violations]
+    code = violations[i]["code"]
+    clauses[i] = violation_clause(absent_phrase(rng, code, ad_text), code)
+    return format_answer("reject", clauses)
+
+
+def rejected_answer(
+    rng: random.Random, gold: Mapping[str, Any], ad_text: str
+) -> tuple[str, str]:
+    """(answer, kind) for the rejected side of a preference pair about the ad `ad_text`."""
     kind = rng.choice(eligible_kinds(gold))
     if kind == "wrong_verdict":
         text = wrong_verdict_answer(rng, gold)
@@ -75,6 +122,10 @@ def rejected_answer(rng: random.Random, gold: Mapping[str, Any]) -> tuple[str, s
         text = format_answer(gold["verdict"], [rng.choice(pool)])
     elif kind == "unquoted":
         text = unquoted_answer(gold)
+    elif kind == "invented_reason":
+        text = invented_reason_answer(rng, gold, ad_text)
+    elif kind == "misquoted":
+        text = misquoted_answer(rng, gold, ad_text)
     else:
         text = bad_format_answer(rng, gold)
     return text, kind
