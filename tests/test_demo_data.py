@@ -7,7 +7,6 @@ import json
 import math
 import random
 import re
-import time
 from collections import Counter
 from itertools import product
 from pathlib import Path
@@ -38,6 +37,7 @@ FIELDS = {
     "pairs": {"id", "prompt", "chosen", "rejected", "rejected_kind"},
     "prompts": {"id", "task", "prompt", "gold"},
     "test": {"id", "task", "prompt", "gold", "reference"},
+    "valid": {"id", "task", "prompt", "gold", "reference"},
     "general_test": {"id", "task", "prompt", "answer", "kind"},
 }
 
@@ -63,17 +63,16 @@ def test_same_seed_gives_identical_bytes(tmp_path: Path) -> None:
 
 
 def test_bundled_files_are_the_default_generation(tmp_path: Path) -> None:
-    start = time.perf_counter()
     fresh = generate_demo(tmp_path, seed=0)
-    assert time.perf_counter() - start < 10.0
     for name in FILES:
         assert (tmp_path / name).read_bytes() == (BUNDLE_DIR / name).read_bytes(), name
     assert fresh["counts"] == {
         "sft": 3000,
         "general_sft": 1000,
-        "pairs": 3000,
+        "pairs": 5000,
         "prompts": 2000,
         "test": 300,
+        "valid": 300,
         "general_test": 200,
     }
     assert sum(f.stat().st_size for f in BUNDLE_DIR.iterdir()) < 8_000_000
@@ -100,7 +99,7 @@ def test_rows_have_the_documented_fields(part: str) -> None:
 
 
 def test_gold_matches_the_ad_text() -> None:
-    for part in ("prompts", "test"):
+    for part in ("prompts", "test", "valid"):
         for row in _rows(part):
             gold, prompt = row["gold"], row["prompt"]
             assert prompt.startswith("Review this ad for policy violations.\nProduct: ")
@@ -114,7 +113,8 @@ def test_gold_matches_the_ad_text() -> None:
 
 
 def test_ad_prompts_are_unique_across_splits() -> None:
-    prompts = [row["prompt"] for part in ("sft", "pairs", "prompts", "test") for row in _rows(part)]
+    prompts = [row["prompt"] for part in ("sft", "pairs", "prompts", "test", "valid")
+               for row in _rows(part)]
     assert len(set(prompts)) == len(prompts)
 
 
@@ -131,6 +131,21 @@ def test_held_out_phrases_and_products_never_reach_training() -> None:
     assert [p for p in sorted(phrases) if p.casefold() in train_text] == []
     products = {r["prompt"].split("\n")[1] for r in test_rows}
     assert all(p.casefold() not in train_text for p in products)
+
+
+def test_valid_ads_use_only_training_phrasings() -> None:
+    training = {
+        phrase
+        for policy in POLICIES
+        for frame in policy.triggers + policy.near_misses
+        for phrase, held in frame.expand()
+        if not held
+    }
+    rows = _rows("valid")
+    phrases = {v["phrase"] for r in rows for v in r["gold"]["violations"]}
+    phrases |= {p for r in rows for p in r["gold"]["near_misses"]}
+    assert len(phrases) > 100
+    assert phrases <= training
 
 
 def test_catalogue_shape() -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 BUNDLE_DIR = Path(__file__).resolve().parent / "files"
-PARTS: tuple[str, ...] = ("sft", "general_sft", "pairs", "prompts", "test", "general_test")
+PARTS: tuple[str, ...] = ("sft", "general_sft", "pairs", "prompts", "test", "valid", "general_test")
 
 
 def demo_file(part: str) -> Path:

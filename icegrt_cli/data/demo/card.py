@@ -107,7 +107,8 @@ def render_markdown(card: Mapping[str, Any]) -> str:
         "",
         "Test ads use only held-out phrasings and held-out products ("
         + ", ".join(splits["test"]["products"])
-        + ").",
+        + "). Valid ads are unseen ads written with the training phrasings and products: "
+        "the gap between the two splits is how far a model generalises to new wording.",
     ]
 
     ann = card["annotator"]

@@ -28,8 +28,9 @@ class DemoConfig:
 
     n_sft: int = 3000
     n_general_sft: int = 1000
-    n_pairs: int = 3000
+    n_pairs: int = 5000
     n_prompts: int = 2000
+    n_valid: int = 300
     n_test: int = 300
     n_general_test: int = 200
 

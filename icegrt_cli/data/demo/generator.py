@@ -37,6 +37,7 @@ AD_SPLITS: tuple[tuple[str, str, bool], ...] = (
     ("pairs", "n_pairs", False),
     ("prompts", "n_prompts", False),
     ("test", "n_test", True),
+    ("valid", "n_valid", False),  # drawn last, so adding it left the other splits unchanged
 )
 
 
@@ -59,6 +60,19 @@ def _write_jsonl(path: Path, rows: Iterable[Mapping[str, Any]]) -> dict[str, Any
         "bytes": len(data),
         "sha256": hashlib.sha256(data).hexdigest(),
     }
+
+
+def _evaluation_rows(split: str, ads: list[Ad]) -> list[dict[str, Any]]:
+    return [
+        {
+            "id": f"{split}-{i:05d}",
+            "task": "ad_moderation",
+            "prompt": ad.prompt,
+            "gold": ad.gold,
+            "reference": ideal_response(ad.gold),
+        }
+        for i, ad in enumerate(ads)
+    ]
 
 
 def generate_demo(out_dir: Path, seed: int = 0, config: DemoConfig | None = None) -> dict:
@@ -109,16 +123,8 @@ def generate_demo(out_dir: Path, seed: int = 0, config: DemoConfig | None = None
             {"id": f"ppo-{i:05d}", "task": "ad_moderation", "prompt": ad.prompt, "gold": ad.gold}
             for i, ad in enumerate(ads["prompts"])
         ],
-        "test.jsonl": [
-            {
-                "id": f"test-{i:05d}",
-                "task": "ad_moderation",
-                "prompt": ad.prompt,
-                "gold": ad.gold,
-                "reference": ideal_response(ad.gold),
-            }
-            for i, ad in enumerate(ads["test"])
-        ],
+        "test.jsonl": _evaluation_rows("test", ads["test"]),
+        "valid.jsonl": _evaluation_rows("valid", ads["valid"]),
         "general_test.jsonl": [
             {
                 "id": f"gtest-{i:05d}",

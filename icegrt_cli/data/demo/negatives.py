@@ -1,6 +1,6 @@
 """Rejected answers for preference pairs: one failure mode each, always worse than the ideal.
 
-Kinds (drawn uniformly among those that apply to the ad):
+Kinds (drawn among those that apply to the ad, with the weights in `KIND_WEIGHTS`):
 - `wrong_verdict`: the opposite verdict, stated confidently.
 - `missing_reason`: right verdict, one of two or more violations left out.
 - `hallucinated_reason`: right verdict, a policy that does not apply is cited.
@@ -43,6 +43,11 @@ KINDS: tuple[str, ...] = (
     "invented_reason",
     "misquoted",
 )
+
+# Completeness and quote checks are the hardest lessons, and `invented_reason` (one clause too
+# many) on its own would teach "fewer clauses is better"; `missing_reason` (one too few) and
+# `misquoted` are drawn more often to balance it.
+KIND_WEIGHTS: Mapping[str, float] = {"missing_reason": 4.0, "misquoted": 2.0}
 
 
 def eligible_kinds(gold: Mapping[str, Any]) -> tuple[str, ...]:
@@ -110,7 +115,8 @@ def rejected_answer(
     rng: random.Random, gold: Mapping[str, Any], ad_text: str
 ) -> tuple[str, str]:
     """(answer, kind) for the rejected side of a preference pair about the ad `ad_text`."""
-    kind = rng.choice(eligible_kinds(gold))
+    kinds = eligible_kinds(gold)
+    kind = rng.choices(kinds, weights=[KIND_WEIGHTS.get(k, 1.0) for k in kinds])[0]
     if kind == "wrong_verdict":
         text = wrong_verdict_answer(rng, gold)
     elif kind == "missing_reason":
