@@ -245,8 +245,11 @@ class PPOAlgoConfig:
 class PPOTrainConfig:
     eval_every: int = 10
     """Steps between held-out evaluations (greedy answers scored by reward model and gold)."""
-    eval_size: int = 64
+    eval_size: int = 128
     """Held-out prompts per evaluation."""
+    eval_sampled: bool = True
+    """Also score one answer per held-out prompt sampled at the rollout temperature (the
+    distribution PPO optimises), logged as eval/sampled_*."""
     save_every: int = 20
     keep_last: int = 2
     sample_every: int = 10
@@ -280,7 +283,9 @@ GENERAL_TASKS: tuple[str, ...] = (
 )
 """The paper's twelve general benchmarks."""
 
-DOMAIN_TASKS: tuple[str, ...] = ("ad_moderation", "general_demo")
+DOMAIN_TASKS: tuple[str, ...] = (
+    "ad_moderation_valid", "ad_moderation_valid_sampled", "ad_moderation", "general_demo",
+)
 """The embedded demo: in-domain answers and analyses, and closed-world general skills."""
 
 
@@ -306,6 +311,9 @@ class TaskConfig:
     """Generation stops at the first of these strings (and always at EOS)."""
     max_new_tokens: int | None = None
     """Generation budget; None: the stage's `max_new_tokens`."""
+    temperature: float = 0.0
+    """0: greedy. Above 0: one answer per item sampled at this temperature from `run.seed`,
+    i.e. the policy's distribution, which is what RLHF optimises."""
 
 
 @dataclass

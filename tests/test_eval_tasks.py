@@ -187,7 +187,10 @@ def test_boolq_loader():
 
 def test_domain_loaders():
     ads, general = load("ad_moderation"), load("general_demo")
-    assert len(ads.items) == 100 and ads.items[0].meta["gold"]["verdict"] in ("approve", "reject")
+    assert len(ads.items) == 300 and ads.items[0].meta["gold"]["verdict"] in ("approve", "reject")
+    valid = load("ad_moderation_valid")
+    assert len(valid.items) == 300 and {i.query for i in valid.items}.isdisjoint(
+        i.query for i in ads.items)
     assert len(general.items) == 100 and general.items[0].target
 
 

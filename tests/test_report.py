@@ -48,10 +48,13 @@ def _run(name: str) -> dict[str, Any]:
 
 def _results(job: Path, sft: tuple[float, float, float], ppo: tuple[float, float, float]
              ) -> dict[str, Any]:
-    """results.json of an eval stage: (ad_moderation gold, general_demo acc, arc_easy acc)."""
+    """results.json of an eval stage: (ad_moderation_valid gold, general_demo acc, arc_easy acc);
+    ad_moderation (new wording) scores 0.2 below ad_moderation_valid."""
     tasks = {}
-    for index, (task, metric) in enumerate((("ad_moderation", "gold"), ("general_demo", "acc"),
-                                            ("arc_easy", "acc"))):
+    tasks_and_metrics = (("ad_moderation_valid", "gold"), ("general_demo", "acc"),
+                         ("arc_easy", "acc"), ("ad_moderation", "gold"))
+    sft, ppo = (*sft, sft[0] - 0.2), (*ppo, ppo[0] - 0.2)
+    for index, (task, metric) in enumerate(tasks_and_metrics):
         tasks[task] = {"format": task, "n": 8, "metrics": [metric, "reward"],
                        "scores": {"sft": {"values": {metric: sft[index]}, "stderr": {}},
                                   "ppo": {"values": {metric: ppo[index]}, "stderr": {}}}}
@@ -120,8 +123,8 @@ def sweep(tmp_path: Path) -> Path:
                                         "model": {"paths": [str(job / "sft/model"),
                                                             str(job / "ppo/model")]},
                                         "reward_model": str(job / "train_rm/model"),
-                                        "tasks": ["ad_moderation", "general_demo",
-                                                  "arc_easy"]},
+                                        "tasks": ["ad_moderation_valid", "general_demo",
+                                                  "arc_easy", "ad_moderation"]},
                          [], {"stage": "eval"}, _results(job, *evals))
             (job / "summary.json").write_text(json.dumps({"stage": "pipeline"}))
     (sweep_dir / "multirun.yaml").write_text("hydra: {}\n")
@@ -134,15 +137,18 @@ def test_the_table_holds_each_runs_final_figures(sweep: Path) -> None:
     report = make_report(sweep)
     assert [run.id for run in report.runs] == ["0", "1", "2"]
     assert report.headers == ["run", "factors", "sft loss", "rm acc", "score", "gold", "KL",
-                              "beta", "held-out score", "held-out gold", "in-domain", "general"]
+                              "beta", "held-out score", "held-out gold", "in-domain", "new wording",
+                              "general"]
     assert report.rows == [
         ["0", "ppo.kl=none", "1.500", "0.750", "0.500", "0.400", "3.000", "0.000",
-         "0.600 (+0.500)", "0.450 (+0.150)", "0.450 (+0.150)", "0.450 (+0.000)"],
+         "0.600 (+0.500)", "0.450 (+0.150)", "0.450 (+0.150)", "0.250 (+0.150)",
+         "0.450 (+0.000)"],
         ["1", "baseline", "1.500", "0.750", "0.400", "0.500", "1.000", "0.050",
-         "0.300 (+0.200)", "0.500 (+0.200)", "0.500 (+0.200)", "0.450 (+0.000)"],
+         "0.300 (+0.200)", "0.500 (+0.200)", "0.500 (+0.200)", "0.300 (+0.200)",
+         "0.450 (+0.000)"],
         # Stopped in PPO: marked unfinished, its held-out figures only from step 0.
         ["2*", "ppo.ppo.advantage_norm=false", "1.500", "0.750", "0.200", "0.300", "0.500",
-         "0.050", "0.100 (+0.000)", "0.300 (+0.000)", "-", "-"],
+         "0.050", "0.100 (+0.000)", "0.300 (+0.000)", "-", "-", "-"],
     ]
 
 
@@ -159,10 +165,10 @@ def test_report_md_has_the_table_the_factors_and_the_plots(sweep: Path) -> None:
     text = report.markdown.read_text()
     assert report.markdown == sweep / "out" / "report.md"
     assert ("| run | factors | sft loss | rm acc | score | gold | KL | beta | held-out score "
-            "| held-out gold | in-domain | general |") in text
+            "| held-out gold | in-domain | new wording | general |") in text
     assert "| --- | --- | ---: |" in text
     assert ("| 0 | ppo.kl=none | 1.500 | 0.750 | 0.500 | 0.400 | 3.000 | 0.000 | 0.600 (+0.500) "
-            "| 0.450 (+0.150) | 0.450 (+0.150) | 0.450 (+0.000) |") in text
+            "| 0.450 (+0.150) | 0.450 (+0.150) | 0.250 (+0.150) | 0.450 (+0.000) |") in text
     assert ("- `ppo.kl`: `none` (0) · `fixed` (1, 2); with it: `ppo.kl.kind`, `ppo.kl.coef`"
             in text)
     assert "- `ppo.ppo.advantage_norm`: `true` (0, 1) · `false` (2)" in text

@@ -1,4 +1,7 @@
-"""Batched greedy generation until EOS or a stop string, as the harness's `generate_until`.
+"""Batched generation until EOS or a stop string, as the harness's `generate_until`.
+
+Greedy by default; with a temperature, one sample per prompt from a fixed seed (the global
+random streams are left as they were), so a sampled score is repeatable.
 
 Prompts are sorted by length so a batch pads little, left-padded so every row continues at the
 same column, and cut from the left to leave room for the answer. A row stops when its text
@@ -59,16 +62,33 @@ def generate(
     batch_size: int,
     max_length: int,
     progress: Progress | None = None,
+    temperature: float = 0.0,
+    seed: int = 0,
 ) -> list[str]:
-    """Greedy continuation text of each prompt (token ids), in the order of `prompts`."""
+    """Continuation text of each prompt (token ids), in the order of `prompts`: greedy, or
+    sampled at `temperature` > 0."""
     room = max_length - max_new_tokens
     if room < 1:
         raise ConfigError(f"max_new_tokens ({max_new_tokens}) leaves no room for the prompt in "
                           f"max_length {max_length}")
+    sampling = {"do_sample": True, "temperature": temperature, "top_k": 0, "top_p": 1.0} if (
+        temperature > 0) else {"do_sample": False}
     config = GenerationConfig(
-        do_sample=False, max_new_tokens=max_new_tokens, eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
+        max_new_tokens=max_new_tokens, eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id, **sampling,
     )
+    devices = [model.device] if model.device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        return _generate_batches(model, tokenizer, prompts, config, stop, batch_size, room,
+                                 progress)
+
+
+def _generate_batches(
+    model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompts: Sequence[list[int]],
+    config: GenerationConfig, stop: Sequence[str], batch_size: int, room: int,
+    progress: Progress | None,
+) -> list[str]:
     order = sorted(range(len(prompts)), key=lambda i: -len(prompts[i]))
     batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
     texts = [""] * len(prompts)

@@ -32,6 +32,8 @@ class LoadedModel:
 class Settings:
     batch_size: int
     max_new_tokens: int
+    seed: int = 0
+    """Seeds the draws of tasks that sample (a task's `temperature` above 0)."""
 
 
 @dataclass(frozen=True)
@@ -91,7 +93,8 @@ def _generation(task: Task, lm: LoadedModel, settings: Settings, reward: RewardF
     texts = generate(lm.model, lm.tokenizer, prompts,
                      max_new_tokens=task.cfg.max_new_tokens or settings.max_new_tokens,
                      stop=list(task.cfg.until), batch_size=settings.batch_size,
-                     max_length=lm.max_length, progress=bar)
+                     max_length=lm.max_length, progress=bar,
+                     temperature=task.cfg.temperature, seed=settings.seed)
     rewards = (reward([item.query for item in task.items], texts).tolist()
                if reward is not None and task.fmt.chat else None)
     predictions = []

@@ -12,10 +12,17 @@ from typing import Any, NamedTuple
 from icegrt_cli.config import DOMAIN_TASKS, GENERAL_TASKS
 from icegrt_cli.report.discover import Run
 
-IN_DOMAIN = ("ad_moderation", "gold")
-"""(task, metric) of the in-domain score: the demo's gold score of verdict and analysis."""
+IN_DOMAIN: dict[str, tuple[str, str]] = {
+    "in-domain": ("ad_moderation_valid", "gold"),
+    "in-domain sampled": ("ad_moderation_valid_sampled", "gold"),
+    "new wording": ("ad_moderation", "gold"),
+}
+"""Column -> (task, metric) of the in-domain scores: the demo's gold score of verdict and
+analysis on unseen ads in the training phrasings (greedy, and sampled at temperature 1), and on
+held-out phrasings and products."""
 
-GENERAL = tuple(task for task in (*DOMAIN_TASKS, *GENERAL_TASKS) if task != IN_DOMAIN[0])
+GENERAL = tuple(task for task in (*DOMAIN_TASKS, *GENERAL_TASKS)
+                if task not in {task for task, _ in IN_DOMAIN.values()})
 """Tasks averaged into the general score, each by its first listed metric (`acc` for
 `general_demo` and the multiple-choice benchmarks)."""
 
@@ -29,7 +36,12 @@ COLUMNS: dict[str, str] = {
     "held-out score": "reward-model score of greedy answers to held-out prompts after PPO "
                       "(eval/score), change since step 0",
     "held-out gold": "gold score of those answers (eval/gold), change since step 0",
-    "in-domain": "eval stage: ad_moderation gold of the last model, change from the first",
+    "in-domain": "eval stage: ad_moderation_valid gold (unseen ads, training phrasings) of the "
+                 "last model, change from the first",
+    "in-domain sampled": "eval stage: ad_moderation_valid_sampled gold (answers sampled at "
+                         "temperature 1) of the last model, change from the first",
+    "new wording": "eval stage: ad_moderation gold (held-out phrasings and products) of the "
+                   "last model, change from the first",
     "general": "eval stage: mean over the general tasks of their first metric, last model, "
                "change from the first",
 }
@@ -50,18 +62,21 @@ def first_value(records: list[dict[str, Any]], key: str) -> float | None:
     return next((r[key] for r in records if r.get(key) is not None), None)
 
 
-def model_scores(results: dict[str, Any], label: str) -> tuple[float | None, float | None]:
-    """(in-domain, general) score of one evaluated model in an eval stage's results.json."""
+def model_scores(results: dict[str, Any], label: str) -> dict[str, float | None]:
+    """The in-domain columns and the general score of one evaluated model in results.json."""
     tasks = results.get("tasks", {})
-    task, metric = IN_DOMAIN
-    in_domain = tasks.get(task, {}).get("scores", {}).get(label, {}).get("values", {}).get(metric)
+    scores: dict[str, float | None] = {
+        column: tasks.get(task, {}).get("scores", {}).get(label, {}).get("values", {}).get(metric)
+        for column, (task, metric) in IN_DOMAIN.items()
+    }
     general = [
         tasks[name]["scores"][label]["values"].get(tasks[name]["metrics"][0])
         for name in GENERAL
         if name in tasks and label in tasks[name]["scores"] and tasks[name]["metrics"]
     ]
     general = [value for value in general if value is not None]
-    return in_domain, (sum(general) / len(general) if general else None)
+    scores["general"] = sum(general) / len(general) if general else None
+    return scores
 
 
 def _final(records: list[dict[str, Any]], key: str, with_change: bool = False) -> Final | None:
@@ -91,7 +106,8 @@ def final_metrics(run: Run) -> dict[str, Final]:
     if results and results.get("models"):
         labels = list(results["models"])
         first, last = model_scores(results, labels[0]), model_scores(results, labels[-1])
-        for column, start, end in zip(("in-domain", "general"), first, last, strict=True):
+        for column, end in last.items():
+            start = first[column]
             if end is not None:
                 change = end - start if len(labels) > 1 and start is not None else None
                 found[column] = Final(end, change)

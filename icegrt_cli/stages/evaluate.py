@@ -84,7 +84,7 @@ def run(cfg: EvalConfig, out_dir: Path, run_root: Path | None) -> dict[str, Any]
         rm_tokenizer = load_tokenizer(rm_cfg)
         rm = load_scalar_model(cfg.reward_model, rm_cfg, rm_tokenizer).to(rt.device)
         reward = partial(score_texts, rm, rm_tokenizer, batch_size=cfg.batch_size)
-    settings = Settings(cfg.batch_size, cfg.max_new_tokens)
+    settings = Settings(cfg.batch_size, cfg.max_new_tokens, cfg.run.seed)
     rt.print(f"eval: {len(tasks)} tasks x {len(paths)} model(s): "
              + ", ".join(f"{label} = {path}" for label, path in zip(labels, paths, strict=True)))
 
