@@ -58,7 +58,7 @@ def test_pipeline_routes_stage_overrides() -> None:
         cfg = compose(config_name="pipeline", overrides=name_groups(
             "pipeline", ["ppo.kl=adaptive", "train_rm.reward_model=small"]))
     assert cfg.ppo.kl.kind == "adaptive" and cfg.train_rm.reward_model.hidden_size == 256
-    assert cfg.sft.stage == "sft" and cfg.ppo.data.sources[0].eval_path == "test"
+    assert cfg.sft.stage == "sft" and cfg.ppo.data.sources[0].eval_path == "valid"
 
 
 def test_unknown_key_names_the_key() -> None:

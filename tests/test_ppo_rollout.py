@@ -10,6 +10,7 @@ from icegrt_cli.config import KLConfig, PPOAlgoConfig, RolloutConfig
 from icegrt_cli.errors import ConfigError
 from icegrt_cli.lm import left_pad
 from icegrt_cli.ppo.core import logprobs_from_logits
+from icegrt_cli.ppo.evaluation import sampled_responses
 from icegrt_cli.ppo.experience import build_experience
 from icegrt_cli.ppo.rollout import (
     Sequences,
@@ -127,3 +128,17 @@ def test_at_zero_learning_rate_ratio_is_one_and_kl_zero(tiny_model_dir, tiny_lm)
 class _NoSchedule:
     def step(self) -> None:
         """A constant learning rate needs no schedule."""
+
+
+def test_sampled_evaluation_repeats_and_leaves_training_randomness_alone(tiny_lm) -> None:
+    model, tokenizer = tiny_lm
+    tokenizer.padding_side = "left"
+    cfg = RolloutConfig(max_new_tokens=8, forward_batch_size=2)
+    prompts = ["Review this ad.", "What is 2 + 3?", "Name a colour."]
+    torch.manual_seed(0)
+    state = torch.random.get_rng_state()
+    first = sampled_responses(model, tokenizer, prompts, cfg, seed=5)
+    assert torch.equal(torch.random.get_rng_state(), state)
+    assert sampled_responses(model, tokenizer, prompts, cfg, seed=5) == first
+    others = [sampled_responses(model, tokenizer, prompts, cfg, seed=s) for s in range(6, 9)]
+    assert any(o != first for o in others)  # the seed, not a fixed stream, picks the draws

@@ -61,6 +61,7 @@ def test_ppo_logs_every_named_quantity_and_saves_the_actor(run_dir: Path) -> Non
     assert steps[0]["kl/ref"] == 0.0  # the actor equals the reference before any update
     evals = [r for r in records if "eval/gold" in r]
     assert [r["step"] for r in evals] == [0, 2, 4]
+    assert {"eval/sampled_score", "eval/sampled_gold", "eval/sampled_length"} <= set(evals[0])
     summary = json.loads((out / "summary.json").read_text())
     assert set(summary["eval_before"]) == set(summary["eval_after"])
     assert (out / "samples.jsonl").read_text().count("\n") == 2 * 4

@@ -175,9 +175,9 @@ def run(cfg: DictConfig, out_dir: Path, run_root: Path | None) -> dict[str, Any]
     def held_out(step: int) -> dict[str, float]:
         if not eval_records:
             return {}
-        figures, responses = evaluate_policy(
+        figures, _ = evaluate_policy(
             unwrap(actor_l.model), tokenizer, eval_records, reward_model, rm_tokenizer,
-            cfg.rollout.max_new_tokens, cfg.rollout.forward_batch_size,
+            cfg.rollout, cfg.run.seed if cfg.train.eval_sampled else None,
         )
         logger.log(step, {f"eval/{k}": v for k, v in figures.items()})
         return figures
@@ -328,7 +328,8 @@ def _save_samples(
 
 
 def _before_after_table(before: dict[str, float], after: dict[str, float]) -> Table:
-    table = Table(title="ppo: held-out prompts, greedy answers")
+    table = Table(title="ppo: held-out prompts, greedy answers (sampled_*: at the rollout "
+                        "temperature)")
     for column in ("metric", "before", "after", "change"):
         table.add_column(column, justify="left" if column == "metric" else "right")
     for key in after:
