@@ -275,9 +275,10 @@ def test_the_factor_study_sweeps_one_factor_each_and_every_override_composes(
     sweeps = [c for c in commands if "-m" in c]
     assert [next(a for a in c if a.startswith("run.name=")) for c in sweeps] == [
         "run.name=kl", "run.name=advantage_norm", "run.name=reward_shaping",
-        "run.name=reward_size", "run.name=ptx"]
+        "run.name=ptx", "run.name=reward_size"]
     assert all("hydra/launcher=joblib" in c for c in sweeps)
-    assert f"reuse_from={tmp_path}/shared_sft" in sweeps[3]  # retrains the reward model
+    assert "ppo.reward=none,scale,clip,stats_norm" in sweeps[2]
+    assert f"reuse_from={tmp_path}/shared_sft" in sweeps[4]  # retrains the reward model
     assert commands[-1] == ["report", f"{tmp_path}/study"]
     register_configs()
     register_resolvers()

@@ -66,16 +66,19 @@ $ICEGRT pipeline -m run.name=kl reuse_from="$ROOT/shared" ppo.kl=none,adaptive \
 # Advantage normalisation off.
 $ICEGRT pipeline -m run.name=advantage_norm reuse_from="$ROOT/shared" \
   ppo.ppo.advantage_norm=false "${SWEEP[@]}" "${COMMON[@]}"
-# Reward shaping off: the reward model's raw score.
-$ICEGRT pipeline -m run.name=reward_shaping reuse_from="$ROOT/shared" ppo.reward=none \
+# Reward shaping: the raw score, a constant scale, a clip, and the reward model's own
+#    statistics instead of running ones.
+$ICEGRT pipeline -m run.name=reward_shaping reuse_from="$ROOT/shared" \
+  ppo.reward=none,scale,clip,stats_norm \
   "${SWEEP[@]}" "${COMMON[@]}"
+# PPO-ptx: add the language-model loss on SFT and general demonstrations to the actor's loss.
+$ICEGRT pipeline -m run.name=ptx reuse_from="$ROOT/shared" ppo.ppo.ptx_coef=0.2 \
+  "${SWEEP[@]}" "${COMMON[@]}"
+
 # Reward-model size: a reward model of each preset size trained per job (the critic starts
 #    from it), for the same tiny actor.
 $ICEGRT pipeline -m run.name=reward_size reuse_from="$ROOT/shared_sft" \
   train_rm.reward_model=tiny,small,base "${SWEEP[@]}" "${COMMON[@]}"
-# PPO-ptx: add the language-model loss on SFT and general demonstrations to the actor's loss.
-$ICEGRT pipeline -m run.name=ptx reuse_from="$ROOT/shared" ppo.ppo.ptx_coef=0.2 \
-  "${SWEEP[@]}" "${COMMON[@]}"
 
 # 4. The report: table, differing factors and plots in ROOT/study/report/.
 $ICEGRT report "$ROOT/study"
