@@ -38,6 +38,10 @@ INFO_FLAGS = {"--help", "-h", "--hydra-help", "--cfg", "-c", "--info", "-i",
               "--shell-completion", "-sc", "--version"}
 INFO_CHOICES = {"all", "config", "defaults", "defaults-tree", "plugins", "searchpath"}
 MAX_VALIDATED_COMBINATIONS = 64
+MODE_FLAGS = {"--run": "--run", "-r": "--run", "--multirun": "-m", "-m": "-m", "--cfg": "--cfg",
+              "-c": "--cfg", "--info": "--info", "-i": "--info",
+              "--shell-completion": "--shell-completion", "-sc": "--shell-completion"}
+"""Hydra runs in exactly one of these modes; the spellings of each."""
 
 
 def conf_dir() -> Path:
@@ -119,6 +123,14 @@ def flags_first(args: list[str]) -> list[str]:
             overrides.append(arg)
             position += 1
     return flags + overrides
+
+
+def check_one_mode(args: list[str]) -> None:
+    """Hydra accepts one mode flag at a time; say so before it fails with a traceback."""
+    modes = list(dict.fromkeys(MODE_FLAGS[arg] for arg in args if arg in MODE_FLAGS))
+    if len(modes) > 1:
+        raise ConfigError(f"{' and '.join(modes)} cannot be combined: use one of -m, --cfg, "
+                          "--info per command (print a sweep's config without -m)")
 
 
 def _split_args(args: list[str]) -> tuple[list[str], dict[str, str], bool]:
@@ -206,6 +218,7 @@ def launch(stage: str, args: list[str], config_name: str | None = None) -> None:
     register_resolvers()
     config_name = config_name or stage
     args = flags_first(name_groups(stage, args))
+    check_one_mode(args)
     validate(stage, config_name, args)
 
     def task(cfg: DictConfig) -> None:

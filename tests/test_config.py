@@ -13,6 +13,7 @@ from icegrt_cli.config import register_configs
 from icegrt_cli.errors import ConfigError
 from icegrt_cli.launch import (
     STAGE_MODULES,
+    check_one_mode,
     conf_dir,
     flags_first,
     group_slots,
@@ -99,6 +100,13 @@ def test_flags_move_before_overrides() -> None:
     args = ["a=1", "-m", "b=1,2", "--cfg", "job", "--info", "defaults", "c=3"]
     assert flags_first(args) == ["-m", "--cfg", "job", "--info", "defaults", "a=1", "b=1,2",
                                  "c=3"]
+
+
+def test_hydra_modes_cannot_be_combined() -> None:
+    check_one_mode(["-m", "--config-dir", "x", "kl=none,fixed"])
+    check_one_mode(["--cfg", "job", "-c", "hydra"])  # one mode, two spellings
+    with pytest.raises(ConfigError, match="-m and --cfg cannot be combined"):
+        check_one_mode(["-m", "--cfg", "hydra", "kl=none,fixed"])
 
 
 @pytest.mark.parametrize("stage", ["sft", "train_rm", "ppo"])

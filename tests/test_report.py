@@ -293,6 +293,16 @@ def test_the_factor_study_script_rejects_unknown_flags() -> None:
     assert proc.returncode == 2 and "usage:" in proc.stderr and proc.stdout == ""
 
 
+def test_the_slurm_example_composes_a_submitit_launcher(tmp_path: Path) -> None:
+    pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
+    proc = icegrt("ppo", "--config-dir", str(REPO / "examples" / "slurm"),
+                  "hydra/launcher=cluster", "hydra.launcher.partition=a100", "run.name=demo",
+                  "--cfg", "hydra", "--package", "hydra.launcher", cwd=tmp_path)
+    launcher = yaml.safe_load(proc.stdout.split("\n", 1)[1])  # after the "# @package" line
+    assert launcher["_target_"].endswith("SlurmLauncher")
+    assert launcher["partition"] == "a100" and launcher["gpus_per_node"] == 1
+
+
 # A real sweep: two PPO jobs at once through Hydra's joblib launcher, then the report --------
 
 TINY_PIPELINE = [
