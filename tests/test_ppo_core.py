@@ -6,6 +6,7 @@ Expected values are worked by hand and written as the arithmetic that produces t
 from __future__ import annotations
 
 import math
+import threading
 
 import pytest
 import torch
@@ -511,3 +512,33 @@ def test_check_finite_passes_finite_values():
     check_finite("policy loss", torch.tensor(0.5), step=1)
     check_finite("score", -2.0, step=1)
     check_finite("kl", t([0.0, 1.0]), step=1)
+
+
+def test_masked_whiten_across_processes_uses_the_global_batch():
+    """Two ranks (threads with a summing all-reduce) whiten as one process holding both."""
+    halves = [(X[:1], MASK[:1]), (X[1:], MASK[1:])]
+    barrier = threading.Barrier(2)
+    slots: list[torch.Tensor | None] = [None, None]
+
+    def all_reduce_sum(rank: int):
+        def reduce(t: torch.Tensor) -> torch.Tensor:
+            slots[rank] = t
+            barrier.wait()
+            total = slots[0] + slots[1]
+            barrier.wait()  # both have read before the next call overwrites a slot
+            return total
+        return reduce
+
+    out: list[torch.Tensor | None] = [None, None]
+
+    def work(rank: int) -> None:
+        x, m = halves[rank]
+        out[rank] = masked_whiten(x, m, sum_across=all_reduce_sum(rank))
+
+    threads = [threading.Thread(target=work, args=(r,)) for r in (0, 1)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    close(torch.cat(out), masked_whiten(X, MASK))
+    assert not torch.allclose(out[0], masked_whiten(*halves[0]))  # rank-local would differ

@@ -10,6 +10,7 @@ arithmetic runs in at least fp32.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Literal, NamedTuple, Protocol
 
 import torch
@@ -67,15 +68,24 @@ def masked_var(x: Tensor, mask: Tensor, unbiased: bool = True) -> Tensor:
     return centred.square().sum() / denom.clamp(min=1)
 
 
-def masked_whiten(x: Tensor, mask: Tensor, shift_mean: bool = True, eps: float = 1e-8) -> Tensor:
+def masked_whiten(
+    x: Tensor, mask: Tensor, shift_mean: bool = True, eps: float = 1e-8,
+    sum_across: Callable[[Tensor], Tensor] | None = None,
+) -> Tensor:
     """Normalise valid entries of `x` to mean 0, (unbiased) variance 1; masked entries become 0.
 
     Used on advantages, once per rollout batch (Huang et al. 2022, "The 37 implementation
     details of PPO", detail 7). With `shift_mean=False` only the scale changes, the mean is kept.
+    With several processes, `sum_across` (an all-reduce sum) makes the mean and variance those
+    of the whole global batch, as if one process held it; without it each rank whitens alone.
     """
+    total = sum_across or (lambda t: t)
     valid = _valid(mask)
-    mean = masked_mean(x, valid)
-    var = masked_var(x, valid)
+    count_and_sum = total(torch.stack([valid.sum().float(), masked_sum(x, valid)]))
+    count = count_and_sum[0]
+    mean = count_and_sum[1] / count.clamp(min=1)
+    centred = torch.where(valid, _f32(x) - mean, 0.0)
+    var = total(centred.square().sum()) / (count - 1).clamp(min=1)
     # A <- (A - mean) / sqrt(var + eps)
     whitened = (_f32(x) - mean) * torch.rsqrt(var + eps)
     if not shift_mean:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -52,10 +53,12 @@ def build_experience(
     beta: float,
     kl_cfg: KLConfig,
     ppo: PPOAlgoConfig,
+    sum_across: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> tuple[Experience, dict[str, float]]:
     """Rewards r_t = -beta * KL_t (+ score at the last token), then GAE and whitening.
 
     With `kl.in_reward=false` the reward carries the score alone and KL enters the loss instead.
+    `sum_across` (an all-reduce sum over processes) whitens with the global batch's statistics.
     """
     mask = seq.response_mask
     kl = kl_penalty(old_logprobs, ref_logprobs, kl_cfg.estimator) * mask
@@ -70,7 +73,7 @@ def build_experience(
         "values/mean": masked_mean(values, mask).item(),
     }
     if ppo.advantage_norm:
-        advantages = masked_whiten(advantages, mask)
+        advantages = masked_whiten(advantages, mask, sum_across=sum_across)
     exp = Experience(
         seq, old_logprobs, ref_logprobs, values * mask, kl, rewards, advantages, returns, scores
     )

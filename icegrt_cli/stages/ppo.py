@@ -172,6 +172,9 @@ def run(cfg: DictConfig, out_dir: Path, run_root: Path | None) -> dict[str, Any]
                            resume_step=start if resume_from else None)
     unwrap = rt.accelerator.unwrap_model
 
+    def sum_across(t: torch.Tensor) -> torch.Tensor:
+        return rt.accelerator.reduce(t, reduction="sum") if rt.world_size > 1 else t
+
     def held_out(step: int) -> dict[str, float]:
         if not eval_records:
             return {}
@@ -236,7 +239,7 @@ def run(cfg: DictConfig, out_dir: Path, run_root: Path | None) -> dict[str, Any]
                 # (4) Per-token rewards, advantages, returns.
                 beta = kl_ctl.value
                 exp, adv_stats = build_experience(
-                    seq, old_logp, ref_logp, values, scores, beta, cfg.kl, cfg.ppo
+                    seq, old_logp, ref_logp, values, scores, beta, cfg.kl, cfg.ppo, sum_across
                 )
                 check_finite("advantages", exp.advantages, step + 1)
                 t_rollout = time.perf_counter() - t0
