@@ -64,6 +64,9 @@ def test_ppo_logs_every_named_quantity_and_saves_the_actor(run_dir: Path) -> Non
     assert {"eval/sampled_score", "eval/sampled_gold", "eval/sampled_length"} <= set(evals[0])
     summary = json.loads((out / "summary.json").read_text())
     assert set(summary["eval_before"]) == set(summary["eval_after"])
+    run = (run_dir / "runs" / "basic").resolve()
+    assert summary["models"] == {"policy": str(run / "sft" / "model"),
+                                 "reward_model": str(run / "train_rm" / "model")}
     assert (out / "samples.jsonl").read_text().count("\n") == 2 * 4
     AutoModelForCausalLM.from_pretrained(out / "model")
 

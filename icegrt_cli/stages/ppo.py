@@ -306,7 +306,9 @@ def run(cfg: DictConfig, out_dir: Path, run_root: Path | None) -> dict[str, Any]
 
     # 8. Save the actor (a plain causal LM folder) and the critic; report before / after.
     summary = {"stage": "ppo", "steps": step,
-               "eval_before": before, "eval_after": after, "kl_beta": kl_ctl.value}
+               "eval_before": before, "eval_after": after, "kl_beta": kl_ctl.value,
+               # config.yaml keeps `from_stage`; these are the folders it resolved to.
+               "models": {"policy": _where(policy_path), "reward_model": _where(rm_path)}}
     if rt.is_main:
         unwrap(actor_l.model).save_pretrained(out_dir / "model")
         tokenizer.padding_side = "right"
@@ -328,6 +330,11 @@ def _save_samples(
             row = {"step": step, "prompt": prompt, "response": text, "score": score}
             row.update(gold_figures([text], [record]))
             handle.write(json.dumps(row) + "\n")
+
+
+def _where(model: Path | str) -> str:
+    """A local model folder as an absolute path; a hub name as it is."""
+    return str(model.resolve()) if isinstance(model, Path) else model
 
 
 def _before_after_table(before: dict[str, float], after: dict[str, float]) -> Table:
