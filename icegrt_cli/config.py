@@ -145,6 +145,10 @@ class SFTConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     sample_prompts: int = 2
     """Held-out prompts answered by the final model and printed, to see what it learned."""
+    loss_per: str = "token"
+    """token: the loss is averaged over all response tokens of a step, so long answers weigh
+    more. example: averaged within each example first, so a one-word answer counts as much as
+    a long analysis (an alternative to up-weighting short-answer sources)."""
 
 
 @dataclass

@@ -10,7 +10,8 @@ from icegrt_cli.data.formatting import IGNORE, encode_prompt
 
 
 def lm_loss_sum(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-    """Cross-entropy summed over target tokens (labels != IGNORE), next-token aligned."""
+    """Cross-entropy summed over target tokens (labels != IGNORE), next-token aligned; each
+    token scaled by `token_weight` when the batch has it (per-example averaging)."""
     logits = model(
         input_ids=batch["input_ids"],
         attention_mask=batch["attention_mask"],
@@ -18,7 +19,10 @@ def lm_loss_sum(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch
     ).logits
     shifted = logits[:, :-1].flatten(0, 1).float()
     targets = batch["labels"][:, 1:].flatten()
-    return F.cross_entropy(shifted, targets, ignore_index=IGNORE, reduction="sum")
+    if "token_weight" not in batch:
+        return F.cross_entropy(shifted, targets, ignore_index=IGNORE, reduction="sum")
+    per_token = F.cross_entropy(shifted, targets, ignore_index=IGNORE, reduction="none")
+    return (per_token * batch["token_weight"].flatten()).sum()
 
 
 def left_pad(rows: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:

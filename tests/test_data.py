@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
 from icegrt_cli.config import DataConfig, SourceConfig
 from icegrt_cli.data.collate import LMCollator, pack
@@ -14,6 +15,7 @@ from icegrt_cli.data.loading import read_source
 from icegrt_cli.data.mixing import split_holdout, weighted_blend
 from icegrt_cli.data.splits import load_splits
 from icegrt_cli.errors import DataError
+from icegrt_cli.lm import lm_loss_sum
 
 
 def _write(path: Path, lines: list[str]) -> Path:
@@ -120,3 +122,25 @@ def test_collator_weight_counts_target_tokens_and_packing_keeps_them(tiny_lm) ->
     expected = sum(sum(t != IGNORE for t in r.labels) for r in rows)
     assert plain["weight"].item() == expected == packed["weight"].item()
     assert packed["position_ids"][0, 0].item() == 0
+
+
+def test_per_example_loss_is_the_sum_of_each_examples_mean(tiny_lm) -> None:
+    model, tokenizer = tiny_lm
+    rows = [encode_sft(tokenizer, {"prompt": f"question {i}", "response": "answer " * (3 * i)})
+            for i in range(1, 5)]
+    collate = LMCollator(tokenizer.pad_token_id, per_example=True)
+    batch = collate(rows)
+    assert batch["weight"].item() == 4
+    # Each example's target tokens share weight 1/n: a row of weights sums to 1.
+    assert torch.allclose(batch["token_weight"].sum(dim=1), torch.ones(4))
+    with torch.no_grad():
+        means = [lm_loss_sum(model, LMCollator(tokenizer.pad_token_id)(rows[i : i + 1]))
+                 / sum(t != IGNORE for t in rows[i].labels[1:]) for i in range(4)]
+        assert torch.allclose(lm_loss_sum(model, batch), sum(means), atol=1e-4)
+        per_token = LMCollator(tokenizer.pad_token_id)(rows)
+        token_mean = lm_loss_sum(model, per_token) / per_token["weight"]
+        assert not torch.allclose(token_mean, sum(means) / 4, atol=1e-3)  # lengths differ
+    # Packed: positions restart per example, and each example still sums to 1.
+    packed = collate(pack(rows, max_length=128))
+    assert packed["input_ids"].shape[0] < 4 and packed["weight"].item() == 4
+    assert torch.isclose(packed["token_weight"].sum(), torch.tensor(4.0))

@@ -15,11 +15,33 @@ def pad_right(rows: Sequence[list[int]], value: int) -> torch.Tensor:
     return torch.tensor([r + [value] * (width - len(r)) for r in rows], dtype=torch.long)
 
 
-class LMCollator:
-    """Right-pads `Encoded` rows; `weight` counts the target tokens the loss sums over."""
+def example_token_weights(labels: torch.Tensor, starts: torch.Tensor) -> torch.Tensor:
+    """(B, T-1) weights of the next-token targets: 1/n on each of an example's n target tokens,
+    0 elsewhere, so a weighted loss sum is a sum of per-example mean losses.
 
-    def __init__(self, pad_id: int) -> None:
+    `starts` (B, T) is True at the first token of each example in a row (one per row unless
+    packed); a target at column t+1 belongs to the example that contains token t+1.
+    """
+    targets = labels[:, 1:] != IGNORE
+    example = starts.long().cumsum(dim=1)[:, 1:]  # 1, 2, ... within a row
+    slots = example.max().item() + 1
+    flat = (torch.arange(len(labels)).unsqueeze(1) * slots + example).flatten()
+    counts = torch.zeros(len(labels) * slots).scatter_add_(0, flat, targets.flatten().float())
+    per_token = counts[flat].view_as(example)
+    return torch.where(targets, 1.0 / per_token.clamp(min=1), 0.0)
+
+
+class LMCollator:
+    """Right-pads `Encoded` rows; `weight` is what the summed loss is divided by.
+
+    Per token (default): `weight` counts target tokens, so long answers weigh more. Per example:
+    `token_weight` gives each example's tokens 1/n and `weight` counts examples, so every
+    example weighs the same however long its answer.
+    """
+
+    def __init__(self, pad_id: int, per_example: bool = False) -> None:
         self.pad_id = pad_id
+        self.per_example = per_example
 
     def __call__(self, rows: Sequence[Encoded]) -> dict[str, torch.Tensor]:
         input_ids = pad_right([r.input_ids for r in rows], self.pad_id)
@@ -28,7 +50,16 @@ class LMCollator:
         batch = {"input_ids": input_ids, "labels": labels, "attention_mask": attention}
         if isinstance(rows[0], PackedRow):
             batch["position_ids"] = pad_right([r.position_ids for r in rows], 0)
-        batch["weight"] = (labels[:, 1:] != IGNORE).sum()
+        if not self.per_example:
+            batch["weight"] = (labels[:, 1:] != IGNORE).sum()
+            return batch
+        if "position_ids" in batch:
+            starts = (batch["position_ids"] == 0) & (attention == 1)
+        else:
+            starts = torch.zeros_like(input_ids, dtype=torch.bool)
+            starts[:, 0] = True
+        batch["token_weight"] = example_token_weights(labels, starts)
+        batch["weight"] = batch["token_weight"].sum().round().long()
         return batch
 
 

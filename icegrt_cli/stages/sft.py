@@ -11,7 +11,7 @@ from icegrt_cli.data.collate import LMCollator, pack
 from icegrt_cli.data.formatting import Encoded, check_sft_record, encode_sft
 from icegrt_cli.data.splits import load_splits
 from icegrt_cli.engine import StepOutput, fit, save_run_config, setup_runtime
-from icegrt_cli.errors import DataError
+from icegrt_cli.errors import ConfigError, DataError
 from icegrt_cli.lm import generate_responses, lm_loss_sum
 from icegrt_cli.models import load_causal_lm, load_tokenizer, materialize
 from icegrt_cli.stages.common import resolve_model, write_summary
@@ -32,6 +32,8 @@ def encode_all(
 
 def run(cfg: DictConfig, out_dir: Path, run_root: Path | None) -> dict[str, Any]:
     # 1. Runtime, config record, tokenizer.
+    if cfg.loss_per not in ("token", "example"):
+        raise ConfigError(f"loss_per: '{cfg.loss_per}' is not token|example")
     rt = setup_runtime(cfg.run)
     save_run_config(cfg, out_dir)
     model_cfg = resolve_model(cfg.model, run_root, "model")
@@ -55,8 +57,9 @@ def run(cfg: DictConfig, out_dir: Path, run_root: Path | None) -> dict[str, Any]
     model = load_causal_lm(init_path, model_cfg, tokenizer)
 
     # 4. Train.
+    collate = LMCollator(tokenizer.pad_token_id, per_example=cfg.loss_per == "example")
     result = fit(
-        rt, model, train_set, LMCollator(tokenizer.pad_token_id), lm_step,
+        rt, model, train_set, collate, lm_step,
         run=cfg.run, train=cfg.train, optim=cfg.optim, out_dir=out_dir, eval_set=eval_set,
         title="sft",
     )
