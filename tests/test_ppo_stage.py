@@ -20,7 +20,8 @@ TINY_RM = ["data.sources.0.limit=96", "train.max_steps=4", "train.batch_size=8",
 TINY_PPO = ["ppo.steps=4", "rollout.batch_size=8", "rollout.max_new_tokens=16",
             "ppo.minibatch_size=4", "train.eval_size=8", "train.eval_every=2",
             "train.save_every=0", "train.sample_every=2", "run.log_every=1",
-            "run.progress=false", "data.sources.0.limit=64"]
+            "run.progress=false", "data.sources.0.limit=64", "ptx_data.sources.0.limit=32",
+            "ptx_data.sources.1.limit=32", "ppo.ptx_batch_size=4"]
 
 
 @pytest.fixture(scope="module")

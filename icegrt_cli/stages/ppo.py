@@ -82,8 +82,25 @@ def _check_critic_tokenizer(cfg: DictConfig, tokenizer: Any, rm_tokenizer: Any) 
         raise ConfigError(f"ppo.critic_init: '{cfg.ppo.critic_init}' is not reward_model|policy")
 
 
-def _ptx_source(cfg: DictConfig, tokenizer: Any, seed: int):
-    """A cycling supply of LM-loss batches for PPO-ptx, or None when the coefficient is 0."""
+def check(cfg: DictConfig) -> None:
+    """Settings errors found without loading anything (a pipeline runs this before its first
+    stage). PPO-ptx on the demo's demonstrations only makes sense for the demo's prompts:
+    refuse to mix them silently into training on someone else's data."""
+    if cfg.ppo.ptx_coef <= 0:
+        return
+    own_prompts = any(source.kind != "demo" for source in cfg.data.sources)
+    demo_ptx = any(source.kind == "demo" for source in cfg.ptx_data.sources)
+    if own_prompts and demo_ptx:
+        raise ConfigError(
+            f"ptx_data: PPO-ptx (ppo.ptx_coef={cfg.ppo.ptx_coef}) would train on the demo's "
+            "demonstrations alongside your prompts; set ptx_data.sources to your SFT / general "
+            "data, or ppo.ptx_coef=0"
+        )
+
+
+def _ptx_source(cfg: DictConfig, tokenizer: Any, generator: torch.Generator, seed: int):
+    """A supply of LM-loss batches for PPO-ptx drawn with `generator` (checkpointed, so a
+    resumed run draws the same batches), or None when the coefficient is 0."""
     if cfg.ppo.ptx_coef <= 0:
         return None
     records, _ = load_splits(cfg.ptx_data, "sft", check_sft_record, seed)
@@ -92,7 +109,6 @@ def _ptx_source(cfg: DictConfig, tokenizer: Any, seed: int):
     if not encoded:
         raise DataError("ptx_data: no example fits ptx_data.max_length")
     collate = LMCollator(tokenizer.pad_token_id)
-    generator = torch.Generator().manual_seed(seed)
     size = cfg.ppo.ptx_batch_size
 
     def next_loss(model: torch.nn.Module) -> torch.Tensor:
@@ -107,6 +123,7 @@ def _ptx_source(cfg: DictConfig, tokenizer: Any, seed: int):
 
 def run(cfg: DictConfig, out_dir: Path, run_root: Path | None) -> dict[str, Any]:
     # 1. Runtime, configs, tokenizers.
+    check(cfg)
     rt = setup_runtime(cfg.run)
     save_run_config(cfg, out_dir)
     policy_cfg = resolve_model(cfg.policy, run_root, "policy")
@@ -125,7 +142,9 @@ def run(cfg: DictConfig, out_dir: Path, run_root: Path | None) -> dict[str, Any]
     eval_records = eval_records[: cfg.train.eval_size]
     if len(records) < cfg.rollout.batch_size * rt.world_size:
         raise DataError(f"ppo: {len(records)} usable prompts, fewer than one rollout batch")
-    ptx_loss = _ptx_source(cfg, tokenizer, cfg.run.seed)
+    # Each process draws its own PTX rows; the generator is saved with every checkpoint.
+    ptx_generator = torch.Generator().manual_seed(cfg.run.seed + 7919 * rt.rank)
+    ptx_loss = _ptx_source(cfg, tokenizer, ptx_generator, cfg.run.seed)
 
     # 3. Four models: actor and frozen reference from the policy, frozen reward model, critic.
     policy_path = materialize(policy_cfg, out_dir / "init_policy", cfg.run.seed)
@@ -164,6 +183,8 @@ def run(cfg: DictConfig, out_dir: Path, run_root: Path | None) -> dict[str, Any]
         kl_ctl.load_state_dict(state["kl"])
         score_stats.load_state_dict(state["score_stats"])
         generator.set_state(torch.tensor(state["generator"], dtype=torch.uint8))
+        if "ptx_generator" in state:
+            ptx_generator.set_state(torch.tensor(state["ptx_generator"], dtype=torch.uint8))
         rt.print(f"resumed from {resume_from} at step {start}")
     actor_l.model, actor_l.optimizer, critic_l.model, critic_l.optimizer = rt.accelerator.prepare(
         actor, actor_l.optimizer, critic, critic_l.optimizer
@@ -191,7 +212,8 @@ def run(cfg: DictConfig, out_dir: Path, run_root: Path | None) -> dict[str, Any]
             {"actor_optimizer": actor_l.optimizer, "actor_scheduler": actor_l.scheduler,
              "critic_optimizer": critic_l.optimizer, "critic_scheduler": critic_l.scheduler},
             {"kl": kl_ctl.state_dict(), "score_stats": score_stats.state_dict(),
-             "generator": generator.get_state().tolist()},
+             "generator": generator.get_state().tolist(),
+             "ptx_generator": ptx_generator.get_state().tolist()},
         )
 
     before = held_out(0) if start == 0 else {}
