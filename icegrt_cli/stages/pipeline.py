@@ -68,6 +68,10 @@ def run(cfg: DictConfig, out_dir: Path, run_root: Path | None) -> dict[str, Any]
     reuse = Path(cfg.reuse_from) if cfg.reuse_from else None
     if reuse is not None and not reuse.is_dir():
         raise ConfigError(f"reuse_from: no run folder '{reuse}'")
+    modules = {name: importlib.import_module(STAGE_MODULES[name]) for name in cfg.stages}
+    for name, module in modules.items():  # a late stage's bad setting must not cost the early ones
+        if hasattr(module, "check"):
+            module.check(cfg[name])
     summaries: dict[str, Any] = {}
     for name in cfg.stages:
         stage_dir = out_dir / name
@@ -81,8 +85,7 @@ def run(cfg: DictConfig, out_dir: Path, run_root: Path | None) -> dict[str, Any]
         if stage_dir.is_symlink():
             raise ConfigError(f"force: {name} is linked from another run; rerun it there")
         console.rule(f"[bold]{name}")
-        module = importlib.import_module(STAGE_MODULES[name])
-        summaries[name] = module.run(stage_config(cfg, name, out_dir), stage_dir, out_dir)
+        summaries[name] = modules[name].run(stage_config(cfg, name, out_dir), stage_dir, out_dir)
         if summaries[name].get("stopped_early"):
             console.print(f"pipeline: {name} stopped early; rerun with run.resume=latest")
             return summaries

@@ -30,10 +30,15 @@ def encode_all(
     return fitting, len(kept) - len(fitting)
 
 
-def run(cfg: DictConfig, out_dir: Path, run_root: Path | None) -> dict[str, Any]:
-    # 1. Runtime, config record, tokenizer.
+def check(cfg: DictConfig) -> None:
+    """Settings errors found without loading anything (a pipeline runs this first)."""
     if cfg.loss_per not in ("token", "example"):
         raise ConfigError(f"loss_per: '{cfg.loss_per}' is not token|example")
+
+
+def run(cfg: DictConfig, out_dir: Path, run_root: Path | None) -> dict[str, Any]:
+    # 1. Runtime, config record, tokenizer.
+    check(cfg)
     rt = setup_runtime(cfg.run)
     save_run_config(cfg, out_dir)
     model_cfg = resolve_model(cfg.model, run_root, "model")
