@@ -312,6 +312,7 @@ TINY_PIPELINE = [
     "train_rm.train.batch_size=8", "train_rm.calibration_size=16", "ppo.ppo.steps=2",
     "ppo.rollout.batch_size=8", "ppo.rollout.max_new_tokens=16", "ppo.ppo.minibatch_size=4",
     "ppo.data.sources.0.limit=64", "ppo.train.eval_size=4", "ppo.train.save_every=0",
+    "ppo.ptx_data.sources.0.limit=32", "ppo.ptx_data.sources.1.limit=32",
     "eval.tasks=[ad_moderation,general_demo]", "eval.task.ad_moderation.limit=4",
     "eval.task.general_demo.limit=4", "eval.max_new_tokens=16", "run.progress=false",
 ]

@@ -53,32 +53,34 @@ $ICEGRT pipeline run.root="$ROOT" run.name=shared 'stages=[sft,train_rm]' "${COM
 $ICEGRT pipeline run.root="$ROOT" run.name=shared_sft reuse_from="$ROOT/shared" 'stages=[sft]' \
   "${COMMON[@]}"
 
-# 2. The baseline: PPO and eval at the defaults - fixed KL penalty, whitened advantages,
-#    normalised-then-clipped rewards (reward=running_norm), the SFT-initialised reward model,
-#    no PPO-ptx.
+# 2. The baseline: plain PPO - fixed KL penalty, whitened advantages, normalised-then-clipped
+#    rewards (reward=running_norm), the SFT-initialised reward model, and no PPO-ptx (the
+#    tool's default turns PPO-ptx on; the study keeps it off so each factor is measured alone).
+PLAIN=(ppo.ppo.ptx_coef=0)
 $ICEGRT pipeline run.root="$ROOT/study" run.name=baseline reuse_from="$ROOT/shared" \
-  "${COMMON[@]}"
+  "${PLAIN[@]}" "${COMMON[@]}"
 
 # 3. One sweep per factor, each over the values other than the baseline's.
 # KL control: no penalty, or the adaptive controller (Ziegler et al.) instead of a fixed one.
 $ICEGRT pipeline -m run.name=kl reuse_from="$ROOT/shared" ppo.kl=none,adaptive \
-  "${SWEEP[@]}" "${COMMON[@]}"
+  "${PLAIN[@]}" "${SWEEP[@]}" "${COMMON[@]}"
 # Advantage normalisation off.
 $ICEGRT pipeline -m run.name=advantage_norm reuse_from="$ROOT/shared" \
-  ppo.ppo.advantage_norm=false "${SWEEP[@]}" "${COMMON[@]}"
+  ppo.ppo.advantage_norm=false "${PLAIN[@]}" "${SWEEP[@]}" "${COMMON[@]}"
 # Reward shaping: the raw score, a constant scale, a clip, and the reward model's own
 #    statistics instead of running ones.
 $ICEGRT pipeline -m run.name=reward_shaping reuse_from="$ROOT/shared" \
   ppo.reward=none,scale,clip,stats_norm \
-  "${SWEEP[@]}" "${COMMON[@]}"
-# PPO-ptx: add the language-model loss on SFT and general demonstrations to the actor's loss.
+  "${PLAIN[@]}" "${SWEEP[@]}" "${COMMON[@]}"
+# PPO-ptx: add the language-model loss on SFT and general demonstrations to the actor's loss
+#    (the value the tool uses by default).
 $ICEGRT pipeline -m run.name=ptx reuse_from="$ROOT/shared" ppo.ppo.ptx_coef=0.2 \
   "${SWEEP[@]}" "${COMMON[@]}"
 
 # Reward-model size: a reward model of each preset size trained per job (the critic starts
 #    from it), for the same tiny actor.
 $ICEGRT pipeline -m run.name=reward_size reuse_from="$ROOT/shared_sft" \
-  train_rm.reward_model=tiny,small,base "${SWEEP[@]}" "${COMMON[@]}"
+  train_rm.reward_model=tiny,small,base "${PLAIN[@]}" "${SWEEP[@]}" "${COMMON[@]}"
 
 # 4. The report: table, differing factors and plots in ROOT/study/report/.
 $ICEGRT report "$ROOT/study"
