@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import torch
 import torch.nn.functional as F
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -23,6 +26,15 @@ def lm_loss_sum(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch
         return F.cross_entropy(shifted, targets, ignore_index=IGNORE, reduction="sum")
     per_token = F.cross_entropy(shifted, targets, ignore_index=IGNORE, reduction="none")
     return (per_token * batch["token_weight"].flatten()).sum()
+
+
+@contextmanager
+def isolated_seed(seed: int, device: torch.device) -> Iterator[None]:
+    """Draw from `seed` inside the block and leave the global random streams (CPU, and the
+    device's when it is a GPU) as they were: repeatable draws that do not disturb training."""
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(seed)
+        yield
 
 
 def left_pad(rows: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:

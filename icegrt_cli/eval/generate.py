@@ -23,7 +23,7 @@ from transformers import (
 
 from icegrt_cli.errors import ConfigError
 from icegrt_cli.eval.loglik import Progress
-from icegrt_cli.lm import left_pad
+from icegrt_cli.lm import isolated_seed, left_pad
 
 
 class StopOnStrings(StoppingCriteria):
@@ -77,9 +77,7 @@ def generate(
         max_new_tokens=max_new_tokens, eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id, **sampling,
     )
-    devices = [model.device] if model.device.type == "cuda" else []
-    with torch.random.fork_rng(devices=devices):
-        torch.manual_seed(seed)
+    with isolated_seed(seed, model.device):
         return _generate_batches(model, tokenizer, prompts, config, stop, batch_size, room,
                                  progress)
 

@@ -16,7 +16,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from icegrt_cli.config import RolloutConfig
 from icegrt_cli.data.formatting import encode_prompt
 from icegrt_cli.eval.domain import gold_metrics
-from icegrt_cli.lm import generate_responses
+from icegrt_cli.lm import generate_responses, isolated_seed
 from icegrt_cli.ppo.rollout import decode_responses, sample
 from icegrt_cli.reward.scoring import score_texts
 
@@ -39,12 +39,9 @@ def sampled_responses(
 ) -> list[str]:
     """One sampled answer per prompt, from a fixed seed and without touching the global RNG
     streams, so every evaluation draws alike and training (and resume) is not disturbed."""
-    device = next(actor.parameters()).device
-    devices = [device] if device.type == "cuda" else []
     rows = [encode_prompt(tokenizer, p) for p in prompts]
     responses: list[str] = []
-    with torch.random.fork_rng(devices=devices):
-        torch.manual_seed(seed)
+    with isolated_seed(seed, next(actor.parameters()).device):
         for start in range(0, len(rows), cfg.forward_batch_size):
             seq = sample(actor, tokenizer, rows[start : start + cfg.forward_batch_size], cfg)
             responses += decode_responses(tokenizer, seq)
