@@ -23,7 +23,7 @@ from transformers import (
 
 from icegrt_cli.errors import ConfigError
 from icegrt_cli.eval.loglik import Progress
-from icegrt_cli.lm import isolated_seed, left_pad
+from icegrt_cli.lm import decoding_config, generate_ids, isolated_seed, left_pad
 
 
 class StopOnStrings(StoppingCriteria):
@@ -71,12 +71,7 @@ def generate(
     if room < 1:
         raise ConfigError(f"max_new_tokens ({max_new_tokens}) leaves no room for the prompt in "
                           f"max_length {max_length}")
-    sampling = {"do_sample": True, "temperature": temperature, "top_k": 0, "top_p": 1.0} if (
-        temperature > 0) else {"do_sample": False}
-    config = GenerationConfig(
-        max_new_tokens=max_new_tokens, eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id, **sampling,
-    )
+    config = decoding_config(tokenizer, max_new_tokens, temperature)
     with isolated_seed(seed, model.device):
         return _generate_batches(model, tokenizer, prompts, config, stop, batch_size, room,
                                  progress)
@@ -95,8 +90,7 @@ def _generate_batches(
         ids, mask = ids.to(model.device), mask.to(model.device)
         criteria = StoppingCriteriaList([StopOnStrings(stop, tokenizer, ids.shape[1])] if stop
                                         else [])
-        out = model.generate(input_ids=ids, attention_mask=mask, generation_config=config,
-                             stopping_criteria=criteria)
+        out = generate_ids(model, ids, mask, config, stopping_criteria=criteria)
         for i, row in zip(batch, out[:, ids.shape[1] :].tolist(), strict=True):
             if tokenizer.eos_token_id in row:
                 row = row[: row.index(tokenizer.eos_token_id)]
