@@ -7,10 +7,11 @@ import torch
 from transformers import AutoModelForSequenceClassification
 
 from icegrt_cli.config import KLConfig, PPOAlgoConfig, RolloutConfig
+from icegrt_cli.data.formatting import encode_prompt
 from icegrt_cli.errors import ConfigError
 from icegrt_cli.lm import left_pad
 from icegrt_cli.ppo.core import logprobs_from_logits
-from icegrt_cli.ppo.evaluation import sampled_responses
+from icegrt_cli.ppo.evaluation import sampled_answers
 from icegrt_cli.ppo.experience import build_experience
 from icegrt_cli.ppo.rollout import (
     Sequences,
@@ -55,16 +56,29 @@ def test_left_padded_batch_scores_like_each_row_alone(tiny_lm) -> None:
 
 def test_sampling_masks_everything_after_eos(tiny_lm) -> None:
     model, tokenizer = tiny_lm
-    torch.manual_seed(0)
-    rows = [tokenizer("the dog").input_ids, tokenizer("a blue cat is").input_ids] * 4
-    seq = sample(model, tokenizer, rows, RolloutConfig(max_new_tokens=12))
-    assert seq.response_ids.shape[0] == 8 and seq.response_ids.shape[1] <= 12
+    eos = tokenizer.eos_token_id
+
+    def likelier_eos(_module, _inputs, logits):  # EOS often, but not always
+        logits[..., eos] += 3.0
+        return logits
+
+    handle = model.lm_head.register_forward_hook(likelier_eos)
+    try:
+        torch.manual_seed(0)
+        rows = [tokenizer("the dog").input_ids, tokenizer("a blue cat is").input_ids] * 4
+        seq = sample(model, tokenizer, rows, RolloutConfig(max_new_tokens=12))
+    finally:
+        handle.remove()
+    lengths = seq.response_mask.sum(dim=1)
+    # The branch under test runs: some rows end early with EOS, some are cut at the limit.
+    assert seq.has_eos.any() and (~seq.has_eos).any()
+    assert (lengths[seq.has_eos] < seq.response_ids.shape[1]).any()
     for ids, mask, has_eos in zip(seq.response_ids, seq.response_mask, seq.has_eos, strict=True):
         valid = int(mask.sum())
         assert torch.all(ids[valid:] == tokenizer.pad_token_id)
-        if has_eos:
-            assert ids[valid - 1].item() == tokenizer.eos_token_id
-            assert tokenizer.eos_token_id not in ids[: valid - 1].tolist()
+        assert eos not in ids[: valid - 1].tolist()
+        assert (ids[valid - 1].item() == eos) == bool(has_eos)
+        assert has_eos or valid == seq.response_ids.shape[1]
 
 
 def test_generation_refuses_zero_temperature_and_keeps_pure_sampling(tiny_lm) -> None:
@@ -132,13 +146,17 @@ class _NoSchedule:
 
 def test_sampled_evaluation_repeats_and_leaves_training_randomness_alone(tiny_lm) -> None:
     model, tokenizer = tiny_lm
-    tokenizer.padding_side = "left"
     cfg = RolloutConfig(max_new_tokens=8, forward_batch_size=2)
-    prompts = ["Review this ad.", "What is 2 + 3?", "Name a colour."]
+    rows = [encode_prompt(tokenizer, p) for p in
+            ("Review this ad.", "What is 2 + 3?", "Name a colour.")]
+
+    def drawn(seed: int) -> list[list[int]]:
+        return [ids for seq in sampled_answers(model, tokenizer, rows, cfg, seed=seed)
+                for ids in seq.response_ids.tolist()]
+
     torch.manual_seed(0)
     state = torch.random.get_rng_state()
-    first = sampled_responses(model, tokenizer, prompts, cfg, seed=5)
+    first = drawn(5)
     assert torch.equal(torch.random.get_rng_state(), state)
-    assert sampled_responses(model, tokenizer, prompts, cfg, seed=5) == first
-    others = [sampled_responses(model, tokenizer, prompts, cfg, seed=s) for s in range(6, 9)]
-    assert any(o != first for o in others)  # the seed, not a fixed stream, picks the draws
+    assert drawn(5) == first
+    assert any(drawn(s) != first for s in range(6, 9))  # the seed, not a fixed stream, picks

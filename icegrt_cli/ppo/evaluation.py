@@ -16,9 +16,9 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from icegrt_cli.config import RolloutConfig
 from icegrt_cli.data.formatting import encode_prompt
 from icegrt_cli.eval.domain import gold_metrics
-from icegrt_cli.lm import generate_responses, isolated_seed
-from icegrt_cli.ppo.rollout import decode_responses, sample
-from icegrt_cli.reward.scoring import score_texts
+from icegrt_cli.lm import isolated_seed
+from icegrt_cli.ppo.rollout import Sequences, decode_responses, reward_rows, sample
+from icegrt_cli.reward.scoring import score_sequences
 
 
 def gold_figures(responses: list[str], records: list[dict[str, Any]]) -> dict[str, float]:
@@ -33,32 +33,45 @@ def gold_figures(responses: list[str], records: list[dict[str, Any]]) -> dict[st
     }
 
 
-def sampled_responses(
-    actor: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompts: list[str],
+def answers(
+    actor: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompt_rows: list[list[int]],
+    cfg: RolloutConfig, greedy: bool,
+) -> list[Sequences]:
+    """One answer per prompt through the rollout sampler, `cfg.forward_batch_size` at a time."""
+    size = cfg.forward_batch_size
+    return [sample(actor, tokenizer, prompt_rows[i : i + size], cfg, greedy=greedy)
+            for i in range(0, len(prompt_rows), size)]
+
+
+def sampled_answers(
+    actor: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompt_rows: list[list[int]],
     cfg: RolloutConfig, seed: int,
-) -> list[str]:
-    """One sampled answer per prompt, from a fixed seed and without touching the global RNG
-    streams, so every evaluation draws alike and training (and resume) is not disturbed."""
-    rows = [encode_prompt(tokenizer, p) for p in prompts]
-    responses: list[str] = []
+) -> list[Sequences]:
+    """Answers sampled from a fixed seed without touching the global RNG streams, so every
+    evaluation draws alike and training (and resume) is not disturbed."""
     with isolated_seed(seed, next(actor.parameters()).device):
-        for start in range(0, len(rows), cfg.forward_batch_size):
-            seq = sample(actor, tokenizer, rows[start : start + cfg.forward_batch_size], cfg)
-            responses += decode_responses(tokenizer, seq)
-    return responses
+        return answers(actor, tokenizer, prompt_rows, cfg, greedy=False)
 
 
-def score_responses(
-    prompts: list[str], responses: list[str], records: list[dict[str, Any]],
+def score_answers(
+    batches: list[Sequences], prompts: list[str], records: list[dict[str, Any]],
     tokenizer: PreTrainedTokenizerBase, reward_model: PreTrainedModel,
     rm_tokenizer: PreTrainedTokenizerBase, batch_size: int,
-) -> dict[str, float]:
-    """Mean reward-model score, length in tokens and gold figures of answers to `records`."""
-    scores = score_texts(reward_model, rm_tokenizer, prompts, responses, batch_size)
-    lengths = [len(tokenizer(r, add_special_tokens=False).input_ids) for r in responses]
+) -> tuple[dict[str, float], list[str]]:
+    """Mean reward-model score (of the exact tokens, as in rollouts), length in tokens and gold
+    figures of the answers to `records`; and the answers as text."""
+    rows: list[list[int]] = []
+    texts: list[str] = []
+    lengths: list[float] = []
+    for seq in batches:
+        done = len(texts)
+        rows += reward_rows(seq, tokenizer, rm_tokenizer, prompts[done : done + len(seq)])
+        texts += decode_responses(tokenizer, seq)
+        lengths += seq.response_mask.sum(dim=1).tolist()
+    scores = score_sequences(reward_model, rows, rm_tokenizer.pad_token_id, batch_size)
     figures = {"score": scores.mean().item(), "length": sum(lengths) / max(len(lengths), 1)}
-    figures.update(gold_figures(responses, records))
-    return figures
+    figures.update(gold_figures(texts, records))
+    return figures, texts
 
 
 @torch.no_grad()
@@ -70,13 +83,14 @@ def evaluate_policy(
     """Greedy answers to held-out prompts (and, with `sampled_seed`, sampled ones, their keys
     prefixed `sampled_`): reward-model score, length and gold figures; the greedy answers."""
     prompts = [r["prompt"] for r in records]
+    rows = [encode_prompt(tokenizer, p) for p in prompts]
     batch = rollout.forward_batch_size
-    greedy = generate_responses(actor, tokenizer, prompts, rollout.max_new_tokens, batch)
-    figures = score_responses(prompts, greedy, records, tokenizer, reward_model, rm_tokenizer,
-                              batch)
+    greedy = answers(actor, tokenizer, rows, rollout, greedy=True)
+    figures, texts = score_answers(greedy, prompts, records, tokenizer, reward_model,
+                                   rm_tokenizer, batch)
     if sampled_seed is not None:
-        drawn = sampled_responses(actor, tokenizer, prompts, rollout, sampled_seed)
-        sampled = score_responses(prompts, drawn, records, tokenizer, reward_model,
-                                  rm_tokenizer, batch)
+        drawn = sampled_answers(actor, tokenizer, rows, rollout, sampled_seed)
+        sampled, _ = score_answers(drawn, prompts, records, tokenizer, reward_model,
+                                   rm_tokenizer, batch)
         figures.update({f"sampled_{k}": v for k, v in sampled.items()})
-    return figures, greedy
+    return figures, texts

@@ -12,8 +12,9 @@ import torch
 from transformers import GenerationConfig, PreTrainedModel, PreTrainedTokenizerBase
 
 from icegrt_cli.config import RolloutConfig
+from icegrt_cli.data.formatting import encode_prompt
 from icegrt_cli.errors import ConfigError
-from icegrt_cli.lm import left_pad
+from icegrt_cli.lm import decoding_config, generate_ids, left_pad
 from icegrt_cli.ppo.core import entropy_from_logits, logprobs_from_logits, response_mask
 
 
@@ -26,6 +27,9 @@ class Sequences:
     response_ids: torch.Tensor  # (B, T) pad after the first EOS
     response_mask: torch.Tensor  # (B, T) float: 1 up to and including the first EOS
     has_eos: torch.Tensor  # (B,) bool
+
+    def __len__(self) -> int:
+        return self.response_ids.shape[0]
 
     @property
     def prompt_width(self) -> int:
@@ -49,40 +53,62 @@ class Sequences:
         )
 
 
-def generation_config(cfg: RolloutConfig, tokenizer: PreTrainedTokenizerBase) -> GenerationConfig:
-    """Pure sampling unless asked otherwise: every knob that reshapes the distribution is set
-    explicitly, so a checkpoint's saved defaults (top_k=50, repetition penalty) cannot sneak in."""
+def generation_config(
+    cfg: RolloutConfig, tokenizer: PreTrainedTokenizerBase, greedy: bool = False
+) -> GenerationConfig:
+    """Pure sampling at the rollout temperature (top-k / top-p only when asked), or greedy:
+    every knob explicit, the checkpoint's saved defaults never consulted (`icegrt_cli.lm`)."""
     if cfg.temperature <= 0:
         raise ConfigError(f"rollout.temperature: must be > 0 for sampling, got {cfg.temperature}")
-    return GenerationConfig(
-        do_sample=True, temperature=cfg.temperature, top_k=cfg.top_k, top_p=cfg.top_p,
-        max_new_tokens=cfg.max_new_tokens, min_new_tokens=0, repetition_penalty=1.0,
-        pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
-        bos_token_id=tokenizer.bos_token_id,
-    )
+    return decoding_config(tokenizer, cfg.max_new_tokens, 0.0 if greedy else cfg.temperature,
+                           cfg.top_k, cfg.top_p)
 
 
 @torch.no_grad()
 def sample(
     actor: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompt_rows: list[list[int]],
-    cfg: RolloutConfig,
+    cfg: RolloutConfig, greedy: bool = False,
 ) -> Sequences:
-    """Sample one response per prompt (KV cache, left padding), cut at the first EOS."""
+    """One response per prompt (KV cache, left padding), cut at the first EOS."""
     device = next(actor.parameters()).device
     prompt_ids, prompt_mask = left_pad(prompt_rows, tokenizer.pad_token_id)
     prompt_ids, prompt_mask = prompt_ids.to(device), prompt_mask.to(device)
-    was_training = actor.training
-    actor.eval()
-    out = actor.generate(
-        input_ids=prompt_ids, attention_mask=prompt_mask,
-        generation_config=generation_config(cfg, tokenizer),
-    )
-    actor.train(was_training)
-    response_ids = out[:, prompt_ids.shape[1] :]
+    out = generate_ids(actor, prompt_ids, prompt_mask, generation_config(cfg, tokenizer, greedy))
+    return _cut_at_eos(tokenizer, prompt_ids, prompt_mask, out[:, prompt_ids.shape[1] :])
+
+
+def _cut_at_eos(
+    tokenizer: PreTrainedTokenizerBase, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor,
+    response_ids: torch.Tensor,
+) -> Sequences:
     mask, has_eos = response_mask(response_ids, tokenizer.eos_token_id, tokenizer.pad_token_id)
     # Whatever follows the first EOS is padding from here on, for every model that reads it.
-    response_ids = torch.where(mask.bool(), response_ids, tokenizer.pad_token_id)
+    response_ids = torch.where(mask, response_ids, tokenizer.pad_token_id)
     return Sequences(prompt_ids, prompt_mask, response_ids, mask.float(), has_eos)
+
+
+@torch.no_grad()
+def sampler_scorer_gap(
+    actor: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompt_rows: list[list[int]],
+    cfg: RolloutConfig,
+) -> float:
+    """Largest |log-prob difference| over the sampled tokens between the distribution
+    `generate` drew them from (its processed scores) and the one PPO scores them under
+    (softmax(logits / temperature) of a full forward pass). Float noise when they agree; far
+    from 0 when any sampling setting PPO does not model (top-k / top-p, a checkpoint default)
+    reshaped the draw."""
+    device = next(actor.parameters()).device
+    prompt_ids, prompt_mask = left_pad(prompt_rows, tokenizer.pad_token_id)
+    prompt_ids, prompt_mask = prompt_ids.to(device), prompt_mask.to(device)
+    config = generation_config(cfg, tokenizer)
+    config.output_scores = config.return_dict_in_generate = True
+    out = generate_ids(actor, prompt_ids, prompt_mask, config)
+    seq = _cut_at_eos(tokenizer, prompt_ids, prompt_mask, out.sequences[:, prompt_ids.shape[1] :])
+    drawn = torch.stack(out.scores, dim=1).float().log_softmax(-1)  # (B, T, V)
+    sampler = drawn.gather(-1, seq.response_ids.unsqueeze(-1)).squeeze(-1)
+    scorer, _ = logprobs_in_chunks(actor, seq, cfg.temperature, cfg.forward_batch_size)
+    valid = seq.response_mask.bool()
+    return (sampler - scorer).abs()[valid].max().item() if valid.any() else 0.0
 
 
 def response_logits(model: torch.nn.Module, seq: Sequences, rows=slice(None)) -> torch.Tensor:
@@ -130,8 +156,40 @@ def values_in_chunks(critic: torch.nn.Module, seq: Sequences, chunk: int) -> tor
 
 
 def decode_responses(tokenizer: PreTrainedTokenizerBase, seq: Sequences) -> list[str]:
-    """Response text without EOS and padding, as the reward model and the gold scorer read it."""
+    """Response text without EOS and padding, as the gold scorer and people read it."""
     texts = []
     for ids, mask in zip(seq.response_ids, seq.response_mask, strict=True):
         texts.append(tokenizer.decode(ids[mask.bool()], skip_special_tokens=True).strip())
     return texts
+
+
+def shares_tokenizer(a: PreTrainedTokenizerBase, b: PreTrainedTokenizerBase) -> bool:
+    """Same vocabulary and chat template: token ids mean the same to both models."""
+    return a.get_vocab() == b.get_vocab() and a.chat_template == b.chat_template
+
+
+def reward_rows(
+    seq: Sequences, tokenizer: PreTrainedTokenizerBase, rm_tokenizer: PreTrainedTokenizerBase,
+    prompts: list[str],
+) -> list[list[int]]:
+    """What the reward model reads for each rollout row: exactly the tokens the policy produced.
+
+    With a shared tokenizer these are the prompt and response ids themselves: EOS only where the
+    policy ended the answer (a truncated answer is scored as the unfinished text it is), special
+    tokens the policy sampled kept. With another tokenizer the response is decoded with its
+    special tokens and re-encoded, and the reward model's EOS is added only where the policy
+    produced one.
+    """
+    rows = []
+    same = shares_tokenizer(tokenizer, rm_tokenizer)
+    for i, prompt in enumerate(prompts):
+        response = seq.response_ids[i][seq.response_mask[i].bool()].tolist()
+        if same:
+            rows.append(seq.prompt_ids[i][seq.prompt_mask[i].bool()].tolist() + response)
+            continue
+        ended = bool(seq.has_eos[i])
+        text = tokenizer.decode(response[:-1] if ended else response, skip_special_tokens=False)
+        rows.append(encode_prompt(rm_tokenizer, prompt)
+                    + rm_tokenizer(text, add_special_tokens=False).input_ids
+                    + ([rm_tokenizer.eos_token_id] if ended else []))
+    return rows
