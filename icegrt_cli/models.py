@@ -22,6 +22,7 @@ from transformers import (
     AutoModelForSequenceClassification,
     AutoTokenizer,
     LlamaConfig,
+    PretrainedConfig,
     PreTrainedModel,
     PreTrainedTokenizerBase,
     PreTrainedTokenizerFast,
@@ -175,25 +176,57 @@ def materialize(cfg: ModelConfig, out_dir: Path, seed: int) -> Path:
     return out_dir
 
 
+DROPOUT_ATTRIBUTES = ("attention_dropout", "attn_dropout", "dropout", "dropout_p", "attn_pdrop")
+
+
+def without_dropout(config: PretrainedConfig) -> PretrainedConfig:
+    """`config` with every dropout probability set to 0, before the model is built from it.
+
+    Modules copy these values at construction (attention keeps its own `attention_dropout`), so
+    editing the config of a built model changes nothing: dropout would make the PPO update pass
+    differ from the rollout pass (ratio != 1 at lr = 0).
+    """
+    for key, value in list(config.to_dict().items()):
+        if ("dropout" in key or "pdrop" in key) and isinstance(value, float):
+            setattr(config, key, 0.0)
+    return config
+
+
 def _prepare(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> PreTrainedModel:
     if model.get_input_embeddings().num_embeddings < len(tokenizer):
         model.resize_token_embeddings(len(tokenizer))
     model.config.pad_token_id = tokenizer.pad_token_id
-    # Dropout changes log-probs between the rollout and the loss pass: off everywhere.
-    for key in ("attention_dropout", "hidden_dropout", "dropout", "resid_pdrop", "embd_pdrop"):
-        if hasattr(model.config, key):
-            setattr(model.config, key, 0.0)
+    # Belt and braces for architectures that hard-code a rate: no module may drop anything.
     for module in model.modules():
         if isinstance(module, torch.nn.Dropout):
             module.p = 0.0
+        for name in DROPOUT_ATTRIBUTES:
+            if isinstance(getattr(module, name, None), float):
+                setattr(module, name, 0.0)
     return model
+
+
+def checkpoint_context_length(path: str | Path, cfg: ModelConfig) -> int:
+    """`context_length` of the checkpoint in `path`, read from its config alone."""
+    return context_length(AutoConfig.from_pretrained(path, trust_remote_code=cfg.trust_remote_code))
+
+
+def context_length(config: PretrainedConfig, fallback: int = 2048) -> int:
+    """The longest sequence the loaded checkpoint takes (prompt + response), from its config."""
+    for key in ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length"):
+        value = getattr(config, key, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    return fallback
 
 
 def load_causal_lm(
     path: str | Path, cfg: ModelConfig, tokenizer: PreTrainedTokenizerBase
 ) -> PreTrainedModel:
+    config = without_dropout(
+        AutoConfig.from_pretrained(path, trust_remote_code=cfg.trust_remote_code))
     model = AutoModelForCausalLM.from_pretrained(
-        path, dtype=torch_dtype(cfg.dtype), trust_remote_code=cfg.trust_remote_code,
+        path, config=config, dtype=torch_dtype(cfg.dtype), trust_remote_code=cfg.trust_remote_code,
         **({"attn_implementation": cfg.attn_implementation} if cfg.attn_implementation else {}),
     )
     if cfg.gradient_checkpointing:
@@ -208,7 +241,8 @@ def load_scalar_model(
 
     From a causal-LM folder the head is new; from a reward-model folder it is loaded.
     """
-    config = AutoConfig.from_pretrained(path, trust_remote_code=cfg.trust_remote_code)
+    config = without_dropout(
+        AutoConfig.from_pretrained(path, trust_remote_code=cfg.trust_remote_code))
     config.num_labels = 1
     config.pad_token_id = tokenizer.pad_token_id
     model = AutoModelForSequenceClassification.from_pretrained(
