@@ -272,8 +272,20 @@ def test_general_answers_are_correct_by_construction() -> None:
     test = _rows("general_test")
     assert [r["prompt"] for r in sft if _solve(r["prompt"]) != r["response"]] == []
     assert [r["prompt"] for r in test if _solve(r["prompt"]) != r["answer"]] == []
-    assert all(general_correct(r["answer"], r["answer"]) for r in test)
     assert max(len(r["response"]) for r in sft) <= 8
+
+
+def test_general_scorer_accepts_the_answer_in_any_surface_form_and_nothing_else() -> None:
+    test = _rows("general_test")
+    answers = sorted({r["answer"] for r in test})
+    for row in test:
+        answer = row["answer"]
+        for form in (answer.upper(), f"  Answer: {answer}.", f"{answer}!", f'"{answer}"'):
+            assert general_correct(form, answer), (form, answer)
+        wrong = next(a for a in answers if a.casefold() != answer.casefold())
+        assert not general_correct(wrong, answer), (wrong, answer)
+        assert not general_correct(f"{answer} {answer}", answer)
+        assert not general_correct("", answer)
 
 
 def test_general_test_is_disjoint_from_sft() -> None:
