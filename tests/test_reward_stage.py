@@ -228,7 +228,7 @@ def test_cli_sft_then_train_rm_saves_a_model_plain_transformers_can_score_with(
     held_out = json.loads((model_dir / "reward_eval.json").read_text())
     assert held_out["pairs"] == summary["eval_pairs"]
     stats = RewardStats.load(model_dir)
-    assert stats.count == 16 and stats.std > 0
+    assert stats.count == 2 * 16 and stats.std > 0  # both answers of 16 pairs
     assert list(model_dir.glob("*.safetensors"))
 
     plain = AutoModelForSequenceClassification.from_pretrained(model_dir).eval()

@@ -165,12 +165,18 @@ def _reward_model_config(model_cfg: DictConfig, run_root: Path | None) -> DictCo
 def _calibrate(
     model: torch.nn.Module, train_set: list[PairExample], pad_id: int, cfg: DictConfig
 ) -> RewardStats:
-    """Mean / std of the scores of `calibration_size` chosen responses sampled from training."""
+    """Mean / std of the scores of both answers of `calibration_size` training pairs.
+
+    PPO normalises the policy's own samples with these. Chosen answers alone would put the
+    mean above what an SFT policy writes (it writes the flawed kinds too), so every rollout
+    would start with a negative normalised reward; the two sides together bracket it.
+    """
     count = min(cfg.calibration_size, len(train_set))
     picked = random.Random(cfg.run.seed).sample(range(len(train_set)), count)
-    rows = [train_set[i].chosen for i in picked]
+    rows = [train_set[i].chosen for i in picked] + [train_set[i].rejected for i in picked]
     scores = score_sequences(model, rows, pad_id, 2 * cfg.train.batch_size)
-    return RewardStats.of(scores, f"{count} chosen responses sampled from the training pairs")
+    return RewardStats.of(
+        scores, f"chosen and rejected answers of {count} pairs sampled from the training pairs")
 
 
 def _summary_table(summary: dict[str, Any]) -> Table:
