@@ -170,7 +170,8 @@ class TrainRMConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     loss: RewardLossConfig = field(default_factory=RewardLossConfig)
     calibration_size: int = 512
-    """Chosen responses scored after training for the mean / std PPO normalises rewards with."""
+    """Training pairs whose chosen and rejected answers are scored after training, for the
+    mean / std that `reward=stats_norm` normalises PPO rewards with."""
 
 
 @dataclass
@@ -183,8 +184,12 @@ class RolloutConfig:
     top_k: int = 0
     """0 = off. Any truncation makes samples unlikely under the scored policy: KL turns negative."""
     top_p: float = 1.0
-    missing_eos_penalty: float | None = None
-    """Subtracted from the score of a response that ends without EOS (truncated)."""
+    truncated: str = "score"
+    """What a response cut at max_new_tokens without EOS earns. score: the reward model scores
+    the unfinished text as it is (no EOS is added for it). penalty: that score minus
+    `truncated_penalty`. The share truncated and the penalty paid are logged every step."""
+    truncated_penalty: float = 1.0
+    """Subtracted from a truncated response's raw score when truncated=penalty."""
     forward_batch_size: int = 32
     """Rows per no-grad forward pass when scoring rollouts."""
 
@@ -192,7 +197,9 @@ class RolloutConfig:
 @dataclass
 class RewardShapingConfig:
     normalize: str = "none"
-    """none | running (running mean/std of scores) | stats (the reward model's saved statistics)."""
+    """none | running (running mean/std of the rollout scores) | stats (the reward model's
+    saved statistics, from both answers of training pairs: close to, not equal to, the
+    policy's own score distribution, which `rollout/score` shows)."""
     scale: float = 1.0
     """Multiplies the (normalised) score."""
     clip: float | None = None
@@ -210,9 +217,15 @@ class KLConfig:
     horizon: int = 10000
     """Adaptive: episodes over which beta adapts."""
     estimator: str = "k1"
-    """k1 | k2 | k3 estimator of log pi - log pi_ref per token."""
+    """k1 | k2 | k3, per token from d = log pi - log pi_ref on tokens sampled from pi.
+    In the reward (in_reward=true) each is a value: k1 = d is unbiased for KL(pi || pi_ref);
+    k3 = exp(-d) - 1 + d is unbiased and never negative; k2 = d^2 / 2 is biased, low variance.
+    In the loss (in_reward=false) what matters is the gradient: k2's is that of
+    KL(pi || pi_ref), k3's that of the reverse KL(pi_ref || pi), and k1's is zero in
+    expectation, so k1 in the loss is refused."""
     in_reward: bool = True
-    """True: -beta*KL per token in the reward. False: beta*KL added to the policy loss."""
+    """True: -beta*KL per token in the reward. False: beta*KL added to the policy loss (needs
+    estimator k2 or k3)."""
 
 
 @dataclass
@@ -229,8 +242,6 @@ class PPOAlgoConfig:
     max_grad_norm: float = 1.0
     clip_eps: float = 0.2
     value_clip_eps: float = 0.2
-    vf_coef: float = 0.5
-    """Weight of the value loss (the critic has its own optimizer; this scales its gradient)."""
     gamma: float = 1.0
     lam: float = 0.95
     advantage_norm: bool = True

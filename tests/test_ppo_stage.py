@@ -56,7 +56,7 @@ def test_ppo_logs_every_named_quantity_and_saves_the_actor(run_dir: Path) -> Non
         "rollout/score_raw", "rollout/score", "kl/ref", "kl/beta", "ppo/entropy",
         "ppo/policy_loss", "ppo/value_loss", "ppo/clipfrac", "ppo/approx_kl",
         "ppo/explained_variance", "adv/mean", "adv/std", "rollout/length", "rollout/eos_rate",
-        "rollout/gold",
+        "rollout/truncated", "rollout/truncated_penalty", "rollout/gold",
     }
     assert expected <= set(steps[0])
     assert steps[0]["kl/ref"] == 0.0  # the actor equals the reference before any update
@@ -85,6 +85,54 @@ def test_resumed_run_matches_an_uninterrupted_one(run_dir: Path) -> None:
     for a, b in zip(whole, parts, strict=True):
         for key in ("rollout/score_raw", "kl/ref", "ppo/policy_loss", "ppo/value_loss"):
             assert a[key] == pytest.approx(b[key], rel=1e-4, abs=1e-6), (a["step"], key)
+    summaries = [json.loads((run_dir / "runs" / n / "ppo" / "summary.json").read_text())
+                 for n in ("whole", "parts")]
+    assert summaries[1]["eval_before"] == summaries[0]["eval_before"] != {}
+
+
+def _long_context_copy(run_dir: Path, stage: str) -> Path:
+    """The run's `stage` model with a 4096-token context (RoPE: any length is a config edit)."""
+    source = run_dir / "runs" / "demo" / stage / "model"
+    target = run_dir / f"long_{stage}"
+    if not target.exists():
+        shutil.copytree(source, target)
+        config = json.loads((target / "config.json").read_text())
+        (target / "config.json").write_text(json.dumps({**config,
+                                                        "max_position_embeddings": 4096}))
+    return target
+
+
+def test_prompt_limit_comes_from_the_checkpoint_and_drops_are_said(run_dir: Path) -> None:
+    # 512-token models with 500 new tokens leave 12 for a prompt: no demo prompt is that short.
+    short = _ppo(run_dir, "ctx512", "rollout.max_new_tokens=500", "ppo.steps=1", check=False)
+    said = " ".join((short.stdout + short.stderr).split())
+    assert short.returncode != 0
+    assert ("64 of 64 prompts longer than 12 tokens (context 512 - rollout.max_new_tokens 500) "
+            "skipped") in said, said[-2000:]
+    # The same setting on checkpoints that take 4096 tokens keeps every prompt.
+    long = _ppo(run_dir, "ctx4096", "rollout.max_new_tokens=500", "ppo.steps=1",
+                "train.eval_every=0", "train.eval_size=2", "model@policy=hf",
+                f"policy.name_or_path={_long_context_copy(run_dir, 'sft')}",
+                "model@reward_model=hf",
+                f"reward_model.name_or_path={_long_context_copy(run_dir, 'train_rm')}")
+    assert "skipped" not in long.stdout, long.stdout[-2000:]
+
+
+def test_generation_settings_and_truncation_are_said_and_logged(run_dir: Path) -> None:
+    proc = _ppo(run_dir, "truncation", "ppo.steps=2", "rollout.truncated=penalty",
+                "rollout.truncated_penalty=2.5", "rollout.max_new_tokens=4", "train.eval_every=0")
+    said = " ".join(proc.stdout.split())
+    assert "generation: do_sample=True temperature=1.0 top_k=0 top_p=1.0" in said
+    assert "truncated responses scored as they are, minus 2.5" in said
+    out = run_dir / "runs" / "truncation" / "ppo"
+    steps = [r for r in read_metrics(out / "metrics.jsonl") if "rollout/truncated" in r]
+    assert len(steps) == 2
+    for record in steps:  # 4 tokens are too few to finish an answer: every row pays
+        assert record["rollout/truncated"] > 0.5
+        assert record["rollout/truncated_penalty"] == pytest.approx(
+            2.5 * record["rollout/truncated"])
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["sampler_scorer_gap"] < 1e-3
 
 
 def test_non_finite_reward_stops_with_step_and_quantity(run_dir: Path) -> None:

@@ -72,9 +72,11 @@ def ppo_update(
     step: int,
     ptx_loss: PtxLoss | None = None,
 ) -> dict[str, float]:
-    """Run `ppo.epochs` passes of minibatch updates; return the mean of each figure."""
+    """Run `ppo.epochs` passes of minibatch updates; return each figure averaged over the
+    response tokens of all minibatches, so the figures do not depend on how the batch was
+    split (one minibatch of 8 and eight of 1 report the same loss at lr = 0)."""
     sums: dict[str, float] = {}
-    count = 0
+    tokens = 0.0
     n = exp.seq.response_ids.shape[0]
     for rows in minibatches(n, ppo.minibatch_size, ppo.epochs, generator):
         mb = exp.select(rows)
@@ -84,10 +86,11 @@ def ppo_update(
                 mb, actor, ppo, kl_cfg, beta, temperature, accelerator, step, ptx_loss
             ))
         figures.update(_critic_step(mb, critic, ppo, accelerator, step))
+        weight = mb.seq.response_mask.sum().item()
         for key, value in figures.items():
-            sums[key] = sums.get(key, 0.0) + value
-        count += 1
-    return {k: v / max(count, 1) for k, v in sums.items()}
+            sums[key] = sums.get(key, 0.0) + weight * value
+        tokens += weight
+    return {k: v / max(tokens, 1.0) for k, v in sums.items()}
 
 
 def _actor_step(
@@ -126,7 +129,9 @@ def _critic_step(
     values = token_values(critic.model, mb.seq)
     out = value_loss(values, mb.values, mb.returns, mask, ppo.value_clip_eps)
     check_finite("value loss", out.loss, step)
-    _step(critic, ppo.vf_coef * out.loss, accelerator)
+    # No value-loss coefficient: the critic has its own Adam, which is invariant to the scale
+    # of its loss, so a coefficient could only ever be a no-op.
+    _step(critic, out.loss, accelerator)
     return {
         "ppo/value_loss": out.loss.item(), "ppo/value_clipfrac": out.clipfrac.item(),
         "ppo/explained_variance": explained_variance(values.detach(), mb.returns, mask).item(),

@@ -19,6 +19,7 @@ from rich.table import Table
 from icegrt_cli.config import OptimConfig
 from icegrt_cli.data.collate import LMCollator
 from icegrt_cli.data.formatting import check_sft_record, encode_prompt, encode_sft
+from icegrt_cli.data.limits import length_note, within_limit
 from icegrt_cli.data.loading import require_text
 from icegrt_cli.data.splits import load_splits
 from icegrt_cli.engine import Checkpointer, MetricsLogger, save_run_config, setup_runtime
@@ -27,8 +28,14 @@ from icegrt_cli.engine.loop import global_batches
 from icegrt_cli.engine.optim import build_optimizer, build_scheduler
 from icegrt_cli.engine.progress import StepProgress
 from icegrt_cli.errors import ConfigError, DataError, RunInterrupted
-from icegrt_cli.lm import lm_loss_sum
-from icegrt_cli.models import load_causal_lm, load_scalar_model, load_tokenizer, materialize
+from icegrt_cli.lm import describe_decoding, isolated_seed, lm_loss_sum
+from icegrt_cli.models import (
+    checkpoint_context_length,
+    load_causal_lm,
+    load_scalar_model,
+    load_tokenizer,
+    materialize,
+)
 from icegrt_cli.ppo.core import (
     RunningMeanStd,
     check_finite,
@@ -38,9 +45,17 @@ from icegrt_cli.ppo.core import (
 )
 from icegrt_cli.ppo.evaluation import evaluate_policy, gold_figures
 from icegrt_cli.ppo.experience import build_experience
-from icegrt_cli.ppo.rollout import decode_responses, logprobs_in_chunks, sample, values_in_chunks
+from icegrt_cli.ppo.rollout import (
+    decode_responses,
+    generation_config,
+    logprobs_in_chunks,
+    reward_rows,
+    sample,
+    sampler_scorer_gap,
+    values_in_chunks,
+)
 from icegrt_cli.ppo.update import Learner, ppo_update
-from icegrt_cli.reward.scoring import score_texts
+from icegrt_cli.reward.scoring import score_sequences
 from icegrt_cli.stages.common import resolve_model, write_summary
 
 NEGATIVE_KL_PATIENCE = 5
@@ -78,14 +93,37 @@ def _check_critic_tokenizer(cfg: DictConfig, tokenizer: Any, rm_tokenizer: Any) 
         raise ConfigError("ppo.critic_init=reward_model: the reward model's tokenizer differs from "
                           "the policy's, and the critic reads policy tokens; use "
                           "ppo.critic_init=policy")
-    if cfg.ppo.critic_init not in ("reward_model", "policy"):
-        raise ConfigError(f"ppo.critic_init: '{cfg.ppo.critic_init}' is not reward_model|policy")
+
+
+TRUNCATED = ("score", "penalty")
 
 
 def check(cfg: DictConfig) -> None:
     """Settings errors found without loading anything (a pipeline runs this before its first
-    stage). PPO-ptx on the demo's demonstrations only makes sense for the demo's prompts:
-    refuse to mix them silently into training on someone else's data."""
+    stage)."""
+    if cfg.rollout.temperature <= 0:
+        raise ConfigError(f"rollout.temperature: must be > 0 for sampling, got "
+                          f"{cfg.rollout.temperature}")
+    if cfg.rollout.truncated not in TRUNCATED:
+        raise ConfigError(f"rollout.truncated: '{cfg.rollout.truncated}' is not "
+                          f"{'|'.join(TRUNCATED)}")
+    if cfg.reward.normalize not in ("none", "running", "stats"):
+        raise ConfigError(f"reward.normalize: '{cfg.reward.normalize}' is not none|running|stats")
+    if cfg.ppo.critic_init not in ("reward_model", "policy"):
+        raise ConfigError(f"ppo.critic_init: '{cfg.ppo.critic_init}' is not reward_model|policy")
+    if not cfg.kl.in_reward and cfg.kl.kind != "none" and cfg.kl.estimator == "k1":
+        # E_pi[grad (log pi - log pi_ref)] = E_pi[grad log pi] = 0: the term only adds noise.
+        raise ConfigError(
+            "kl.estimator=k1 with kl.in_reward=false: as a loss, k1's expected gradient is zero, "
+            "so nothing would hold the policy near the reference; use kl.estimator=k2 (the "
+            "gradient of KL(pi||pi_ref)) or k3 (of KL(pi_ref||pi)), or kl.in_reward=true"
+        )
+    _check_ptx_data(cfg)
+
+
+def _check_ptx_data(cfg: DictConfig) -> None:
+    """PPO-ptx on the demo's demonstrations only makes sense for the demo's prompts: refuse to
+    mix them silently into training on someone else's data."""
     if cfg.ppo.ptx_coef <= 0:
         return
     own_prompts = any(source.kind != "demo" for source in cfg.data.sources)
@@ -98,14 +136,30 @@ def check(cfg: DictConfig) -> None:
         )
 
 
-def _ptx_source(cfg: DictConfig, tokenizer: Any, generator: torch.Generator, seed: int):
+def _fitting_prompts(
+    rt: Any, tokenizer: Any, records: list[dict[str, Any]], limit: int, what: str, why: str,
+) -> tuple[list[dict[str, Any]], list[list[int]]]:
+    """The records whose templated prompt fits `limit` tokens, and their token ids; the rest
+    are counted and said."""
+    rows = [encode_prompt(tokenizer, r["prompt"]) for r in records]
+    keep = within_limit([len(row) for row in rows], limit)
+    if note := length_note(what, len(rows) - len(keep), len(rows), limit, why):
+        rt.print(f"[yellow]ppo: {note}[/yellow]")
+    return [records[i] for i in keep], [rows[i] for i in keep]
+
+
+def _ptx_source(rt: Any, cfg: DictConfig, tokenizer: Any, generator: torch.Generator, seed: int):
     """A supply of LM-loss batches for PPO-ptx drawn with `generator` (checkpointed, so a
     resumed run draws the same batches), or None when the coefficient is 0."""
     if cfg.ppo.ptx_coef <= 0:
         return None
     records, _ = load_splits(cfg.ptx_data, "sft", check_sft_record, seed)
-    encoded = [e for e in (encode_sft(tokenizer, r) for r in records)
-               if len(e.input_ids) <= cfg.ptx_data.max_length]
+    every = [encode_sft(tokenizer, r) for r in records]
+    encoded = [every[i] for i in within_limit([len(e.input_ids) for e in every],
+                                              cfg.ptx_data.max_length)]
+    if note := length_note("PPO-ptx examples", len(every) - len(encoded), len(every),
+                           cfg.ptx_data.max_length, "ptx_data.max_length"):
+        rt.print(f"[yellow]ppo: {note}[/yellow]")
     if not encoded:
         raise DataError("ptx_data: no example fits ptx_data.max_length")
     collate = LMCollator(tokenizer.pad_token_id)
@@ -121,6 +175,30 @@ def _ptx_source(cfg: DictConfig, tokenizer: Any, generator: torch.Generator, see
     return next_loss
 
 
+GAP_TOLERANCE = 1e-3
+"""Largest sampler / scorer log-prob difference that is float noise (fp32 KV cache vs a full
+forward pass); above it the samples come from another distribution than the one scored."""
+
+
+def _announce_sampling(
+    rt: Any, actor: torch.nn.Module, tokenizer: Any, prompt_rows: list[list[int]], cfg: DictConfig
+) -> float:
+    """Say once what generation runs with, and check on a few prompts (from a fixed seed, the
+    training streams untouched) that the sampler draws from the distribution PPO scores."""
+    rt.print(describe_decoding(actor, generation_config(cfg.rollout, tokenizer)))
+    with isolated_seed(cfg.run.seed, rt.device):
+        gap = sampler_scorer_gap(actor, tokenizer, prompt_rows[:4], cfg.rollout)
+    truncation = (cfg.rollout.truncated_penalty if cfg.rollout.truncated == "penalty" else 0.0)
+    rt.print(f"sampler vs scorer: max |log-prob difference| {gap:.1e} on 4 prompts; truncated "
+             f"responses scored as they are, minus {truncation:g}")
+    if gap > GAP_TOLERANCE:
+        cut = " (expected with rollout.top_k / rollout.top_p)" if (
+            cfg.rollout.top_k or cfg.rollout.top_p < 1) else ""
+        rt.print(f"[yellow]warning: samples are not drawn from the scored distribution{cut}: "
+                 "PPO's ratios and KL are biased[/yellow]")
+    return gap
+
+
 def run(cfg: DictConfig, out_dir: Path, run_root: Path | None) -> dict[str, Any]:
     # 1. Runtime, configs, tokenizers.
     check(cfg)
@@ -133,22 +211,29 @@ def run(cfg: DictConfig, out_dir: Path, run_root: Path | None) -> dict[str, Any]
     rm_tokenizer = load_tokenizer(rm_cfg)
     _check_critic_tokenizer(cfg, tokenizer, rm_tokenizer)
 
-    # 2. Prompts (and held-out prompts with ground truth where the data has it).
+    policy_path = materialize(policy_cfg, out_dir / "init_policy", cfg.run.seed)
+    rm_path = materialize(rm_cfg, out_dir / "init_reward_model", cfg.run.seed)
+
+    # 2. Prompts (and held-out prompts with ground truth where the data has it) that leave
+    # room for a full response in both checkpoints' context.
     records, eval_records = load_splits(cfg.data, "prompts", require_text("prompt"), cfg.run.seed)
-    limit = policy_cfg.max_position_embeddings - cfg.rollout.max_new_tokens
-    prompt_rows = [encode_prompt(tokenizer, r["prompt"]) for r in records]
-    keep = [i for i, row in enumerate(prompt_rows) if len(row) <= limit]
-    records, prompt_rows = [records[i] for i in keep], [prompt_rows[i] for i in keep]
-    eval_records = eval_records[: cfg.train.eval_size]
+    context = min(checkpoint_context_length(policy_path, policy_cfg),
+                  checkpoint_context_length(rm_path, rm_cfg))
+    limit = context - cfg.rollout.max_new_tokens
+    if limit < 1:
+        raise ConfigError(f"rollout.max_new_tokens ({cfg.rollout.max_new_tokens}) leaves no room "
+                          f"for a prompt in the models' context of {context} tokens")
+    why = f"context {context} - rollout.max_new_tokens {cfg.rollout.max_new_tokens}"
+    records, prompt_rows = _fitting_prompts(rt, tokenizer, records, limit, "prompts", why)
+    eval_records, _ = _fitting_prompts(rt, tokenizer, eval_records[: cfg.train.eval_size], limit,
+                                       "held-out prompts", why)
     if len(records) < cfg.rollout.batch_size * rt.world_size:
         raise DataError(f"ppo: {len(records)} usable prompts, fewer than one rollout batch")
     # Each process draws its own PTX rows; the generator is saved with every checkpoint.
     ptx_generator = torch.Generator().manual_seed(cfg.run.seed + 7919 * rt.rank)
-    ptx_loss = _ptx_source(cfg, tokenizer, ptx_generator, cfg.run.seed)
+    ptx_loss = _ptx_source(rt, cfg, tokenizer, ptx_generator, cfg.run.seed)
 
     # 3. Four models: actor and frozen reference from the policy, frozen reward model, critic.
-    policy_path = materialize(policy_cfg, out_dir / "init_policy", cfg.run.seed)
-    rm_path = materialize(rm_cfg, out_dir / "init_reward_model", cfg.run.seed)
     actor = load_causal_lm(policy_path, policy_cfg, tokenizer)
     reference = _frozen(load_causal_lm(policy_path, policy_cfg, tokenizer))
     reward_model = _frozen(load_scalar_model(rm_path, rm_cfg, rm_tokenizer))
@@ -156,8 +241,6 @@ def run(cfg: DictConfig, out_dir: Path, run_root: Path | None) -> dict[str, Any]
     critic = load_scalar_model(critic_path, rm_cfg if critic_path == rm_path else policy_cfg,
                                tokenizer)
     stats_mean, stats_std = _reward_stats(rm_path, cfg.reward.normalize)
-    if cfg.reward.normalize not in ("none", "running", "stats"):
-        raise ConfigError(f"reward.normalize: '{cfg.reward.normalize}' is not none|running|stats")
     for model in (reference, reward_model):
         model.to(rt.device)
 
@@ -170,6 +253,7 @@ def run(cfg: DictConfig, out_dir: Path, run_root: Path | None) -> dict[str, Any]
     generator = torch.Generator().manual_seed(cfg.run.seed)
     ckpt = Checkpointer(out_dir / "checkpoints", cfg.train.keep_last, rt.is_main)
     start = 0
+    before: dict[str, float] = {}
     resume_from = ckpt.resolve(cfg.run.resume)
     if resume_from is None and ckpt.clear():
         rt.print(f"removed the checkpoints of an earlier run in {ckpt.folder}")
@@ -180,6 +264,7 @@ def run(cfg: DictConfig, out_dir: Path, run_root: Path | None) -> dict[str, Any]
              "critic_optimizer": critic_l.optimizer, "critic_scheduler": critic_l.scheduler},
         )
         start = state["step"]
+        before = state.get("eval_before", {})
         kl_ctl.load_state_dict(state["kl"])
         score_stats.load_state_dict(state["score_stats"])
         generator.set_state(torch.tensor(state["generator"], dtype=torch.uint8))
@@ -213,10 +298,12 @@ def run(cfg: DictConfig, out_dir: Path, run_root: Path | None) -> dict[str, Any]
              "critic_optimizer": critic_l.optimizer, "critic_scheduler": critic_l.scheduler},
             {"kl": kl_ctl.state_dict(), "score_stats": score_stats.state_dict(),
              "generator": generator.get_state().tolist(),
-             "ptx_generator": ptx_generator.get_state().tolist()},
+             "ptx_generator": ptx_generator.get_state().tolist(), "eval_before": before},
         )
 
-    before = held_out(0) if start == 0 else {}
+    gap = _announce_sampling(rt, unwrap(actor_l.model), tokenizer, prompt_rows, cfg)
+    if start == 0:
+        before = held_out(0)
     negative_kl_streak = 0
     global_size = cfg.rollout.batch_size * rt.world_size
     batches_per_epoch = len(records) // global_size
@@ -243,13 +330,16 @@ def run(cfg: DictConfig, out_dir: Path, run_root: Path | None) -> dict[str, Any]
                 old_logp, _ = logprobs_in_chunks(model, seq, cfg.rollout.temperature, chunk)
                 ref_logp, _ = logprobs_in_chunks(reference, seq, cfg.rollout.temperature, chunk)
                 values = values_in_chunks(unwrap(critic_l.model), seq, chunk)
-                raw = score_texts(reward_model, rm_tokenizer, prompts, texts, chunk).to(rt.device)
+                rm_rows = reward_rows(seq, tokenizer, rm_tokenizer, prompts)
+                raw = score_sequences(reward_model, rm_rows, rm_tokenizer.pad_token_id, chunk)
+                raw = raw.to(rt.device)
                 check_finite("reward-model score", raw, step + 1)
 
                 # (3) Shape scores: truncation penalty, normalise, scale, clip.
-                penalised = raw.clone()
-                if cfg.rollout.missing_eos_penalty is not None:
-                    penalised[~seq.has_eos] -= cfg.rollout.missing_eos_penalty
+                truncated = (~seq.has_eos).float()
+                penalty = truncated * (cfg.rollout.truncated_penalty
+                                       if cfg.rollout.truncated == "penalty" else 0.0)
+                penalised = raw - penalty
                 mean, std = stats_mean, stats_std
                 if cfg.reward.normalize == "running":
                     score_stats.update(rt.accelerator.gather(penalised))
@@ -290,6 +380,8 @@ def run(cfg: DictConfig, out_dir: Path, run_root: Path | None) -> dict[str, Any]
                     "rollout/score": scores.mean().item(),
                     "rollout/length": lengths.float().mean().item(),
                     "rollout/eos_rate": seq.has_eos.float().mean().item(),
+                    "rollout/truncated": truncated.mean().item(),
+                    "rollout/truncated_penalty": penalty.mean().item(),
                     "kl/ref": kl_mean,
                     "kl/k1": (((old_logp - ref_logp) * mask).sum(dim=1)).mean().item(),
                     "kl/beta": beta,
@@ -329,6 +421,7 @@ def run(cfg: DictConfig, out_dir: Path, run_root: Path | None) -> dict[str, Any]
     # 8. Save the actor (a plain causal LM folder) and the critic; report before / after.
     summary = {"stage": "ppo", "steps": step,
                "eval_before": before, "eval_after": after, "kl_beta": kl_ctl.value,
+               "sampler_scorer_gap": gap,
                # config.yaml keeps `from_stage`; these are the folders it resolved to.
                "models": {"policy": _where(policy_path), "reward_model": _where(rm_path)}}
     if rt.is_main:
