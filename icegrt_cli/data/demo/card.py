@@ -109,6 +109,11 @@ def render_markdown(card: Mapping[str, Any]) -> str:
         + ", ".join(splits["test"]["products"])
         + "). Valid ads are unseen ads written with the training phrasings and products: "
         "the gap between the two splits is how far a model generalises to new wording.",
+        "",
+        "Use of the splits: every choice (settings, data design, which run to keep) is made "
+        "on `valid`; `test` is for the final numbers only. The preference pairs' rejected "
+        "kinds were once designed while looking at `test` scores; since then `test` is not "
+        "consulted for decisions.",
     ]
 
     ann = card["annotator"]
