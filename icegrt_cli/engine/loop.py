@@ -1,4 +1,4 @@
-"""The supervised step loop shared by SFT and reward-model training.
+"""The supervised step shared by SFT and reward-model training, run by the step driver.
 
 Loss normalisation is global: each micro-batch contributes `loss_sum / units in the whole
 optimizer step (all micro-batches, all ranks)`, so batch 8 x accumulation 1 and batch 1 x
@@ -17,12 +17,10 @@ from typing import Any, NamedTuple
 import torch
 
 from icegrt_cli.config import OptimConfig, RunConfig, TrainConfig
-from icegrt_cli.engine.checkpoint import Checkpointer, load_checkpoint
-from icegrt_cli.engine.metrics import MetricsLogger
+from icegrt_cli.engine.driver import Cadence, Saved, StepDriver, StepFigures
 from icegrt_cli.engine.optim import build_optimizer, build_scheduler
-from icegrt_cli.engine.progress import StepProgress
 from icegrt_cli.engine.runtime import Runtime
-from icegrt_cli.errors import DataError, RunInterrupted
+from icegrt_cli.errors import DataError
 
 
 class StepOutput(NamedTuple):
@@ -116,9 +114,8 @@ def fit(
     eval_set: Sequence[Any] | None = None,
     title: str = "train",
 ) -> FitResult:
-    """Train `model` on `train_set`; checkpoint, resume, evaluate and log along the way."""
-    world = rt.world_size
-    global_size = train.batch_size * train.grad_accum * world
+    """Train `model` on `train_set` through the step driver (resume, cadence, interrupts)."""
+    global_size = train.batch_size * train.grad_accum * rt.world_size
     steps_per_epoch = len(train_set) // global_size
     if steps_per_epoch == 0:
         raise DataError(
@@ -126,105 +123,77 @@ def fit(
             f"{global_size} (batch_size x grad_accum x processes)"
         )
     total = train.max_steps or max(1, round(train.epochs * steps_per_epoch))
-
     optimizer = build_optimizer(model.parameters(), optim)
-    scheduler = build_scheduler(optimizer, optim, total)
-    ckpt = Checkpointer(out_dir / "checkpoints", train.keep_last, rt.is_main)
-    start = 0
-    resume_from = ckpt.resolve(run.resume)
-    if resume_from is None and ckpt.clear():
-        rt.print(f"removed the checkpoints of an earlier run in {ckpt.folder}")
-    if resume_from is not None:
-        state = load_checkpoint(
-            resume_from, {"model": model}, {"optimizer": optimizer, "scheduler": scheduler}
-        )
-        start = state["step"]
-        rt.print(f"resumed from {resume_from} at step {start}")
-    model, optimizer = rt.accelerator.prepare(model, optimizer)
-    logger = MetricsLogger(
-        out_dir, rt.is_main, run.tensorboard, resume_step=start if resume_from else None
-    )
+    job = _SupervisedJob(rt, model, optimizer, build_scheduler(optimizer, optim, total),
+                         train_set, eval_set, collate, step_fn, train, optim, run.seed, total,
+                         steps_per_epoch)
+    driver = StepDriver(rt, out_dir, title, run, Cadence(
+        total, run.log_every, train.eval_every, train.save_every, train.keep_last,
+        train.stop_after))
+    driver.resume(job)
+    job.model, job.optimizer = rt.accelerator.prepare(job.model, job.optimizer)
+    job.model.train()
+    done = driver.drive(job)
+    return FitResult(done.steps, done.stopped_early, done.last_logged.get("train/loss"),
+                     done.last_eval, done.first_eval)
 
-    def do_eval(step: int) -> dict[str, float]:
-        if not eval_set:
+
+@dataclass
+class _SupervisedJob:
+    """One optimizer step = the global batch's micro-batches of this rank, accumulated."""
+
+    rt: Runtime
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    train_set: Sequence[Any]
+    eval_set: Sequence[Any] | None
+    collate: Collate
+    step_fn: StepFn
+    train: TrainConfig
+    optim: OptimConfig
+    seed: int
+    total: int
+    steps_per_epoch: int
+
+    def step(self, step: int) -> StepFigures:
+        rt, started = self.rt, time.perf_counter()
+        epoch, position = divmod(step, self.steps_per_epoch)
+        global_size = self.train.batch_size * self.train.grad_accum * rt.world_size
+        batch_ids = global_batches(len(self.train_set), global_size, epoch, self.seed)[position]
+        micros = [
+            _move(self.collate([self.train_set[i] for i in ids]), rt.device)
+            for ids in rank_micro_batches(batch_ids, rt.rank, rt.world_size,
+                                          self.train.batch_size)
+        ]
+        local_units = torch.tensor(sum(_units(b) for b in micros), device=rt.device)
+        step_units = rt.accelerator.reduce(local_units, reduction="sum").item()
+        loss = _accumulate(rt, self.model, micros, self.step_fn, step_units)
+        grad_norm = _clip(rt, self.model, self.optim.max_grad_norm)
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        lr = self.scheduler.get_last_lr()[0]
+        rate = step_units / max(time.perf_counter() - started, 1e-9)
+        return StepFigures(
+            {"train/loss": loss, "train/lr": lr, "train/grad_norm": grad_norm,
+             "train/units_per_s": rate, "train/epoch": (step + 1) / self.steps_per_epoch},
+            {"loss": loss, "lr": lr, "units/s": rate},
+        )
+
+    def evaluate(self, step: int) -> dict[str, float]:
+        if not self.eval_set:
             return {}
-        metrics = evaluate(
-            rt, model, eval_set, collate, step_fn, train.batch_size, train.eval_batches
-        )
-        logger.log(step, {f"eval/{k}": v for k, v in metrics.items()})
-        return metrics
+        return evaluate(self.rt, self.model, self.eval_set, self.collate, self.step_fn,
+                        self.train.batch_size, self.train.eval_batches)
 
-    def save(step: int) -> None:
-        ckpt.save(
-            step, {"model": rt.accelerator.unwrap_model(model)},
-            {"optimizer": optimizer, "scheduler": scheduler}, {"total_steps": total},
-        )
-        rt.accelerator.wait_for_everyone()
+    def checkpoint(self) -> Saved:
+        return Saved({"model": self.model},
+                     {"optimizer": self.optimizer, "scheduler": self.scheduler},
+                     {"total_steps": self.total})
 
-    result = FitResult(steps=start, stopped_early=False)
-    if start == 0:
-        result.first_eval = do_eval(0)
-    model.train()
-    window_units, window_start, window_loss, window_steps = 0.0, time.perf_counter(), 0.0, 0
-    step = start
-    try:
-        with StepProgress(rt.console, title, total, start, run.progress and rt.is_main) as bar:
-            while step < total:
-                epoch, position = divmod(step, steps_per_epoch)
-                batch_ids = global_batches(len(train_set), global_size, epoch, run.seed)[position]
-                micros = [
-                    _move(collate([train_set[i] for i in ids]), rt.device)
-                    for ids in rank_micro_batches(batch_ids, rt.rank, world, train.batch_size)
-                ]
-                local_units = torch.tensor(sum(_units(b) for b in micros), device=rt.device)
-                step_units = rt.accelerator.reduce(local_units, reduction="sum").item()
-                loss_total = _accumulate(rt, model, micros, step_fn, step_units)
-                grad_norm = _clip(rt, model, optim.max_grad_norm)
-                optimizer.step()
-                scheduler.step()
-                optimizer.zero_grad(set_to_none=True)
-                step += 1
-                result.steps = step
-
-                window_units += step_units
-                window_loss += loss_total
-                window_steps += 1
-                figures = {"loss": loss_total, "lr": scheduler.get_last_lr()[0]}
-                if step % run.log_every == 0 or step == total:
-                    elapsed = time.perf_counter() - window_start
-                    record = {
-                        "train/loss": window_loss / window_steps,
-                        "train/lr": figures["lr"],
-                        "train/grad_norm": grad_norm,
-                        "train/units_per_s": window_units / max(elapsed, 1e-9),
-                        "train/epoch": step / steps_per_epoch,
-                    }
-                    logger.log(step, record)
-                    result.train_loss = record["train/loss"]
-                    window_units, window_start, window_loss, window_steps = (
-                        0.0, time.perf_counter(), 0.0, 0,
-                    )
-                    figures["units/s"] = record["train/units_per_s"]
-                bar.advance(figures)
-                if train.eval_every and step % train.eval_every == 0 and step < total:
-                    do_eval(step)
-                if train.save_every and step % train.save_every == 0 and step < total:
-                    save(step)
-                if train.stop_after and step >= train.stop_after and step < total:
-                    save(step)
-                    result.stopped_early = True
-                    return result
-        result.eval_metrics = do_eval(step)
-    except KeyboardInterrupt as interrupt:
-        # Keep the finished steps: the weights hold `step` complete updates.
-        save(step)
-        raise RunInterrupted(
-            f"interrupted at step {step}; checkpoint saved in {ckpt.latest()}: "
-            "rerun with run.resume=latest to continue"
-        ) from interrupt
-    finally:
-        logger.close()
-    return result
+    def restore(self, state: dict[str, Any]) -> None:
+        """Weights, optimizer and scheduler are all this job keeps."""
 
 
 def _accumulate(

@@ -1,0 +1,232 @@
+"""The one step driver: how the steps of every training stage run.
+
+A stage supplies a `Job`: what one step is, what a held-out evaluation is, and what a
+checkpoint holds. The driver owns the rest, once for SFT, the reward model and PPO alike:
+resume (or clearing an earlier run's checkpoints), the log / evaluation / save cadence,
+stop-after, interrupts, metrics and progress.
+
+Ctrl-C never tears a step: the first one lets the step in flight finish, saves it and exits
+with a resume hint; a second one stops at once, leaving the last complete checkpoint.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+
+from icegrt_cli.config import RunConfig
+from icegrt_cli.engine.checkpoint import Checkpointer, load_checkpoint
+from icegrt_cli.engine.metrics import MetricsLogger
+from icegrt_cli.engine.progress import StepProgress
+from icegrt_cli.engine.runtime import Runtime
+from icegrt_cli.errors import RunInterrupted
+
+
+@dataclass
+class Saved:
+    """What a checkpoint of a job holds."""
+
+    modules: dict[str, torch.nn.Module]
+    """Weights, written as safetensors (unwrapped from any DDP / FSDP wrapper on save)."""
+    stateful: dict[str, Any]
+    """Objects with `state_dict()` / `load_state_dict()`: optimizers, schedulers."""
+    state: dict[str, Any] = field(default_factory=dict)
+    """JSON-able stage state: controllers, running statistics, random generators."""
+
+
+@dataclass
+class StepFigures:
+    logged: dict[str, float]
+    """Namespaced figures for metrics.jsonl (averaged over `run.log_every` steps)."""
+    shown: dict[str, float] = field(default_factory=dict)
+    """A few short-named figures for the progress display."""
+
+
+class Job(Protocol):
+    """What a training stage tells the driver."""
+
+    def step(self, step: int) -> StepFigures:
+        """Run optimizer step `step + 1` completely."""
+
+    def evaluate(self, step: int) -> dict[str, float]:
+        """Held-out figures after `step` steps (keys without the `eval/` namespace), or {}."""
+
+    def checkpoint(self) -> Saved:
+        """The modules, optimizers and state a checkpoint holds."""
+
+    def restore(self, state: dict[str, Any]) -> None:
+        """Take back `Saved.state` after weights and optimizers were loaded."""
+
+
+@dataclass(frozen=True)
+class Cadence:
+    total: int
+    """Steps of the whole run."""
+    log_every: int = 1
+    eval_every: int = 0
+    """0: evaluate only before the first step and after the last."""
+    save_every: int = 0
+    keep_last: int = 2
+    stop_after: int = 0
+    """Stop (as if killed) after this many steps, leaving the checkpoint."""
+
+
+@dataclass
+class DriveResult:
+    steps: int
+    stopped_early: bool = False
+    first_eval: dict[str, float] = field(default_factory=dict)
+    """Before the first step (empty for a resumed run)."""
+    last_eval: dict[str, float] = field(default_factory=dict)
+    """After the last step (empty when stopped early)."""
+    last_logged: dict[str, float] = field(default_factory=dict)
+
+
+class StepDriver:
+    """Runs a `Job` from its first (or resumed) step to the end of its cadence."""
+
+    def __init__(self, rt: Runtime, out_dir: Path, title: str, run: RunConfig,
+                 cadence: Cadence) -> None:
+        self.rt, self.out_dir, self.title, self.run_cfg, self.cadence = (
+            rt, out_dir, title, run, cadence)
+        self.checkpoints = Checkpointer(out_dir / "checkpoints", cadence.keep_last, rt.is_main)
+        self.resume_from = self.checkpoints.resolve(run.resume)
+        self.start = 0
+
+    def resume(self, job: Job) -> int:
+        """Load the checkpoint `run.resume` names into `job` (before any wrapping), or clear
+        an earlier run's checkpoints for a fresh start; return the step to start from."""
+        if self.resume_from is None:
+            if self.checkpoints.clear():
+                self.rt.print(f"removed the checkpoints of an earlier run in "
+                              f"{self.checkpoints.folder}")
+            return 0
+        saved = job.checkpoint()
+        state = load_checkpoint(self.resume_from, saved.modules, saved.stateful)
+        job.restore(state)
+        self.start = state["step"]
+        self.rt.print(f"resumed from {self.resume_from} at step {self.start}")
+        return self.start
+
+    def drive(self, job: Job) -> DriveResult:
+        rt, cadence = self.rt, self.cadence
+        logger = MetricsLogger(self.out_dir, rt.is_main, self.run_cfg.tensorboard,
+                               resume_step=self.start if self.resume_from else None)
+        step = self.start
+        result = DriveResult(steps=step)
+
+        def evaluate() -> dict[str, float]:
+            figures = job.evaluate(step)
+            if figures:
+                logger.log(step, {f"eval/{k}": v for k, v in figures.items()})
+            return figures
+
+        def save() -> None:
+            saved = job.checkpoint()
+            unwrap = rt.accelerator.unwrap_model
+            self.checkpoints.save(step, {k: unwrap(m) for k, m in saved.modules.items()},
+                                  saved.stateful, saved.state)
+            rt.accelerator.wait_for_everyone()
+
+        window = _Window()
+        show = self.run_cfg.progress and rt.is_main
+        try:
+            if step == 0:
+                result.first_eval = evaluate()
+            with _deferred_interrupt(rt) as interrupt, StepProgress(
+                rt.console, self.title, cadence.total, step, show
+            ) as bar:
+                while step < cadence.total:
+                    figures = job.step(step)
+                    step = result.steps = step + 1
+                    window.add(figures.logged)
+                    if step % cadence.log_every == 0 or step == cadence.total:
+                        result.last_logged = window.mean()
+                        logger.log(step, result.last_logged)
+                    bar.advance(figures.shown)
+                    more = step < cadence.total
+                    if more and cadence.eval_every and step % cadence.eval_every == 0:
+                        evaluate()
+                    if more and cadence.save_every and step % cadence.save_every == 0:
+                        save()
+                    if more and cadence.stop_after and step >= cadence.stop_after:
+                        save()
+                        rt.print(f"{self.title}: stopped after step {step} (train.stop_after); "
+                                 "checkpoint kept")
+                        result.stopped_early = True
+                        return result
+                    if more and interrupt.agreed():
+                        save()
+                        raise RunInterrupted(
+                            f"interrupted after step {step}; checkpoint saved in "
+                            f"{self.checkpoints.latest()}: rerun with run.resume=latest to "
+                            "continue")
+            result.last_eval = evaluate()
+        except KeyboardInterrupt as again:
+            raise RunInterrupted(
+                f"stopped at once during step {step + 1}; the last complete checkpoint is "
+                f"{self.checkpoints.latest() or 'none'} (run.resume=latest continues from it)"
+            ) from again
+        finally:
+            logger.close()
+        return result
+
+
+class _Window:
+    """Mean of each figure over the steps since the last log record."""
+
+    def __init__(self) -> None:
+        self.sums: dict[str, float] = {}
+        self.counts: dict[str, int] = {}
+
+    def add(self, figures: dict[str, float]) -> None:
+        for key, value in figures.items():
+            self.sums[key] = self.sums.get(key, 0.0) + float(value)
+            self.counts[key] = self.counts.get(key, 0) + 1
+
+    def mean(self) -> dict[str, float]:
+        means = {k: v / self.counts[k] for k, v in self.sums.items()}
+        self.sums, self.counts = {}, {}
+        return means
+
+
+class _Interrupt:
+    def __init__(self, rt: Runtime) -> None:
+        self.rt = rt
+        self.requested = False
+
+    def handle(self, _signum: int, _frame: Any) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        self.rt.console.print("[yellow]interrupt: finishing this step, then saving "
+                              "(Ctrl-C again to stop at once)[/yellow]")
+
+    def agreed(self) -> bool:
+        """Whether any process was asked to stop: all of them stop at the same step."""
+        if self.rt.world_size == 1:
+            return self.requested
+        flag = torch.tensor(float(self.requested), device=self.rt.device)
+        return self.rt.accelerator.reduce(flag, reduction="sum").item() > 0
+
+
+@contextmanager
+def _deferred_interrupt(rt: Runtime) -> Iterator[_Interrupt]:
+    """Turn SIGINT into a request the driver acts on between steps (main thread only: signal
+    handlers cannot be set elsewhere, and there Ctrl-C stays a plain KeyboardInterrupt)."""
+    interrupt = _Interrupt(rt)
+    if threading.current_thread() is not threading.main_thread():
+        yield interrupt
+        return
+    previous = signal.signal(signal.SIGINT, interrupt.handle)
+    try:
+        yield interrupt
+    finally:
+        signal.signal(signal.SIGINT, previous)
