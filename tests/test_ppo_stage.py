@@ -3,7 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
+import re
 import shutil
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -168,3 +174,43 @@ def test_factor_switches_change_the_logged_curves(run_dir: Path) -> None:
     shaped = [s["rollout/score"] for _, s in finals.values()]
     raw = [s["rollout/score_raw"] for _, s in finals.values()]
     assert any(abs(a - b) > 1e-6 for a, b in zip(shaped, raw, strict=True))
+
+
+def _wait_for_step(metrics: Path, step: int, proc: subprocess.Popen, limit: float = 300) -> None:
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline and proc.poll() is None:
+        if metrics.exists() and any(r.get("step", 0) >= step and "rollout/score_raw" in r
+                                    for r in read_metrics(metrics)):
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"no step {step} in {metrics} (exit code {proc.poll()})")
+
+
+def test_ctrl_c_finishes_the_step_saves_it_and_resumes_exactly(run_dir: Path) -> None:
+    """The interrupted step is completed and saved under its own number, never half of it."""
+    _ppo(run_dir, "straight")
+    _copy_run(run_dir, "ctrl_c")
+    out = run_dir / "runs" / "ctrl_c" / "ppo"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "icegrt_cli.cli", "ppo", "run.name=ctrl_c", *TINY_PPO],
+        cwd=run_dir, env={**os.environ, "PYTHONUNBUFFERED": "1"}, text=True,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )
+    _wait_for_step(out / "metrics.jsonl", 1, proc)
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=300)
+    said = " ".join((stdout + stderr).split())
+    assert proc.returncode == 130, said[-2000:]
+    stopped = int(re.search(r"interrupted after step (\d+)", said)[1])
+    assert 1 <= stopped < 4 and "Traceback" not in said
+    assert (out / "checkpoints" / f"step-{stopped}").exists() and not (out / "model").exists()
+    _ppo(run_dir, "ctrl_c", "run.resume=latest")
+    straight, resumed = (
+        [r for r in read_metrics(run_dir / "runs" / n / "ppo" / "metrics.jsonl")
+         if "rollout/score_raw" in r]
+        for n in ("straight", "ctrl_c")
+    )
+    assert [r["step"] for r in resumed] == [1, 2, 3, 4]
+    for a, b in zip(straight, resumed, strict=True):
+        for key in ("rollout/score_raw", "kl/ref", "ppo/policy_loss", "ppo/value_loss"):
+            assert a[key] == pytest.approx(b[key], rel=1e-4, abs=1e-6), (a["step"], key)

@@ -1,14 +1,17 @@
 """`icegrt ppo`: the ICE-GRT PPO stage with actor, reference, reward model and critic.
 
-Each step: (1) sample responses, (2) score them without gradients, (3) shape the scores,
-(4) turn them into per-token rewards, advantages and returns, (5) update actor and critic,
-(6) adapt the KL coefficient, (7) log, evaluate and checkpoint.
+Set-up: (1) runtime and tokenizers, (2) prompts that fit, (3) four models, (4) optimisers,
+controller and statistics. Then the step driver runs the PPO steps, each: (1) sample
+responses, (2) score them without gradients, (3) shape the scores, (4) turn them into
+per-token rewards, advantages and returns, (5) update actor and critic, (6) adapt the KL
+coefficient, (7) report. The driver evaluates, checkpoints, resumes and handles interrupts.
 """
 
 from __future__ import annotations
 
 import json
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -16,19 +19,13 @@ import torch
 from omegaconf import DictConfig
 from rich.table import Table
 
-from icegrt_cli.config import OptimConfig
-from icegrt_cli.data.collate import LMCollator
-from icegrt_cli.data.formatting import check_sft_record, encode_prompt, encode_sft
-from icegrt_cli.data.limits import length_note, within_limit
 from icegrt_cli.data.loading import require_text
 from icegrt_cli.data.splits import load_splits
-from icegrt_cli.engine import Checkpointer, MetricsLogger, save_run_config, setup_runtime
-from icegrt_cli.engine.checkpoint import load_checkpoint
+from icegrt_cli.engine import save_run_config, setup_runtime
+from icegrt_cli.engine.driver import Cadence, Saved, StepDriver, StepFigures
 from icegrt_cli.engine.loop import global_batches
-from icegrt_cli.engine.optim import build_optimizer, build_scheduler
-from icegrt_cli.engine.progress import StepProgress
-from icegrt_cli.errors import ConfigError, DataError, RunInterrupted
-from icegrt_cli.lm import describe_decoding, isolated_seed, lm_loss_sum
+from icegrt_cli.engine.runtime import Runtime
+from icegrt_cli.errors import ConfigError, DataError
 from icegrt_cli.models import (
     checkpoint_context_length,
     load_causal_lm,
@@ -37,6 +34,7 @@ from icegrt_cli.models import (
     materialize,
 )
 from icegrt_cli.ppo.core import (
+    KLController,
     RunningMeanStd,
     check_finite,
     make_kl_controller,
@@ -47,14 +45,20 @@ from icegrt_cli.ppo.evaluation import evaluate_policy, gold_figures
 from icegrt_cli.ppo.experience import build_experience
 from icegrt_cli.ppo.rollout import (
     decode_responses,
-    generation_config,
     logprobs_in_chunks,
     reward_rows,
     sample,
-    sampler_scorer_gap,
     values_in_chunks,
 )
-from icegrt_cli.ppo.update import Learner, ppo_update
+from icegrt_cli.ppo.setup import (
+    announce_sampling,
+    check_critic_tokenizer,
+    fitting_prompts,
+    learner,
+    ptx_source,
+    reward_stats,
+)
+from icegrt_cli.ppo.update import Learner, PtxLoss, ppo_update
 from icegrt_cli.reward.scoring import score_sequences
 from icegrt_cli.stages.common import resolve_model, write_summary
 
@@ -66,33 +70,6 @@ def _frozen(model: torch.nn.Module) -> torch.nn.Module:
     model.eval()
     model.requires_grad_(False)
     return model
-
-
-def _learner(rt: Any, model: torch.nn.Module, lr: float, cfg: DictConfig, steps: int) -> Learner:
-    optim = OptimConfig(lr=lr, weight_decay=cfg.ppo.weight_decay, scheduler="constant",
-                        warmup_steps=0, warmup_ratio=0.0, max_grad_norm=cfg.ppo.max_grad_norm)
-    optimizer = build_optimizer(model.parameters(), optim)
-    scheduler = build_scheduler(optimizer, optim, steps)
-    return Learner(model, optimizer, scheduler, cfg.ppo.max_grad_norm)
-
-
-def _reward_stats(rm_path: Path | str, normalize: str) -> tuple[float | None, float | None]:
-    """The reward model's calibration statistics, required (loudly) by reward.normalize=stats."""
-    if normalize != "stats":
-        return None, None
-    path = Path(rm_path) / "reward_stats.json"
-    if not path.exists():
-        raise ConfigError(f"reward.normalize=stats: {path} not found; train the reward model with "
-                          "icegrt train-rm, or choose reward=running_norm")
-    stats = json.loads(path.read_text())
-    return float(stats["mean"]), float(stats["std"])
-
-
-def _check_critic_tokenizer(cfg: DictConfig, tokenizer: Any, rm_tokenizer: Any) -> None:
-    if cfg.ppo.critic_init == "reward_model" and tokenizer.get_vocab() != rm_tokenizer.get_vocab():
-        raise ConfigError("ppo.critic_init=reward_model: the reward model's tokenizer differs from "
-                          "the policy's, and the critic reads policy tokens; use "
-                          "ppo.critic_init=policy")
 
 
 TRUNCATED = ("score", "penalty")
@@ -136,69 +113,6 @@ def _check_ptx_data(cfg: DictConfig) -> None:
         )
 
 
-def _fitting_prompts(
-    rt: Any, tokenizer: Any, records: list[dict[str, Any]], limit: int, what: str, why: str,
-) -> tuple[list[dict[str, Any]], list[list[int]]]:
-    """The records whose templated prompt fits `limit` tokens, and their token ids; the rest
-    are counted and said."""
-    rows = [encode_prompt(tokenizer, r["prompt"]) for r in records]
-    keep = within_limit([len(row) for row in rows], limit)
-    if note := length_note(what, len(rows) - len(keep), len(rows), limit, why):
-        rt.print(f"[yellow]ppo: {note}[/yellow]")
-    return [records[i] for i in keep], [rows[i] for i in keep]
-
-
-def _ptx_source(rt: Any, cfg: DictConfig, tokenizer: Any, generator: torch.Generator, seed: int):
-    """A supply of LM-loss batches for PPO-ptx drawn with `generator` (checkpointed, so a
-    resumed run draws the same batches), or None when the coefficient is 0."""
-    if cfg.ppo.ptx_coef <= 0:
-        return None
-    records, _ = load_splits(cfg.ptx_data, "sft", check_sft_record, seed)
-    every = [encode_sft(tokenizer, r) for r in records]
-    encoded = [every[i] for i in within_limit([len(e.input_ids) for e in every],
-                                              cfg.ptx_data.max_length)]
-    if note := length_note("PPO-ptx examples", len(every) - len(encoded), len(every),
-                           cfg.ptx_data.max_length, "ptx_data.max_length"):
-        rt.print(f"[yellow]ppo: {note}[/yellow]")
-    if not encoded:
-        raise DataError("ptx_data: no example fits ptx_data.max_length")
-    collate = LMCollator(tokenizer.pad_token_id)
-    size = cfg.ppo.ptx_batch_size
-
-    def next_loss(model: torch.nn.Module) -> torch.Tensor:
-        rows = torch.randint(len(encoded), (size,), generator=generator).tolist()
-        batch = collate([encoded[i] for i in rows])
-        device = next(model.parameters()).device
-        batch = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
-        return lm_loss_sum(model, batch) / batch["weight"].clamp(min=1)
-
-    return next_loss
-
-
-GAP_TOLERANCE = 1e-3
-"""Largest sampler / scorer log-prob difference that is float noise (fp32 KV cache vs a full
-forward pass); above it the samples come from another distribution than the one scored."""
-
-
-def _announce_sampling(
-    rt: Any, actor: torch.nn.Module, tokenizer: Any, prompt_rows: list[list[int]], cfg: DictConfig
-) -> float:
-    """Say once what generation runs with, and check on a few prompts (from a fixed seed, the
-    training streams untouched) that the sampler draws from the distribution PPO scores."""
-    rt.print(describe_decoding(actor, generation_config(cfg.rollout, tokenizer)))
-    with isolated_seed(cfg.run.seed, rt.device):
-        gap = sampler_scorer_gap(actor, tokenizer, prompt_rows[:4], cfg.rollout)
-    truncation = (cfg.rollout.truncated_penalty if cfg.rollout.truncated == "penalty" else 0.0)
-    rt.print(f"sampler vs scorer: max |log-prob difference| {gap:.1e} on 4 prompts; truncated "
-             f"responses scored as they are, minus {truncation:g}")
-    if gap > GAP_TOLERANCE:
-        cut = " (expected with rollout.top_k / rollout.top_p)" if (
-            cfg.rollout.top_k or cfg.rollout.top_p < 1) else ""
-        rt.print(f"[yellow]warning: samples are not drawn from the scored distribution{cut}: "
-                 "PPO's ratios and KL are biased[/yellow]")
-    return gap
-
-
 def run(cfg: DictConfig, out_dir: Path, run_root: Path | None) -> dict[str, Any]:
     # 1. Runtime, configs, tokenizers.
     check(cfg)
@@ -209,8 +123,7 @@ def run(cfg: DictConfig, out_dir: Path, run_root: Path | None) -> dict[str, Any]
     tokenizer = load_tokenizer(policy_cfg)
     tokenizer.padding_side = "left"
     rm_tokenizer = load_tokenizer(rm_cfg)
-    _check_critic_tokenizer(cfg, tokenizer, rm_tokenizer)
-
+    check_critic_tokenizer(cfg, tokenizer, rm_tokenizer)
     policy_path = materialize(policy_cfg, out_dir / "init_policy", cfg.run.seed)
     rm_path = materialize(rm_cfg, out_dir / "init_reward_model", cfg.run.seed)
 
@@ -224,14 +137,13 @@ def run(cfg: DictConfig, out_dir: Path, run_root: Path | None) -> dict[str, Any]
         raise ConfigError(f"rollout.max_new_tokens ({cfg.rollout.max_new_tokens}) leaves no room "
                           f"for a prompt in the models' context of {context} tokens")
     why = f"context {context} - rollout.max_new_tokens {cfg.rollout.max_new_tokens}"
-    records, prompt_rows = _fitting_prompts(rt, tokenizer, records, limit, "prompts", why)
-    eval_records, _ = _fitting_prompts(rt, tokenizer, eval_records[: cfg.train.eval_size], limit,
-                                       "held-out prompts", why)
+    records, prompt_rows = fitting_prompts(rt, tokenizer, records, limit, "prompts", why)
+    eval_records, _ = fitting_prompts(rt, tokenizer, eval_records[: cfg.train.eval_size], limit,
+                                      "held-out prompts", why)
     if len(records) < cfg.rollout.batch_size * rt.world_size:
         raise DataError(f"ppo: {len(records)} usable prompts, fewer than one rollout batch")
     # Each process draws its own PTX rows; the generator is saved with every checkpoint.
     ptx_generator = torch.Generator().manual_seed(cfg.run.seed + 7919 * rt.rank)
-    ptx_loss = _ptx_source(rt, cfg, tokenizer, ptx_generator, cfg.run.seed)
 
     # 3. Four models: actor and frozen reference from the policy, frozen reward model, critic.
     actor = load_causal_lm(policy_path, policy_cfg, tokenizer)
@@ -240,199 +152,213 @@ def run(cfg: DictConfig, out_dir: Path, run_root: Path | None) -> dict[str, Any]
     critic_path = rm_path if cfg.ppo.critic_init == "reward_model" else policy_path
     critic = load_scalar_model(critic_path, rm_cfg if critic_path == rm_path else policy_cfg,
                                tokenizer)
-    stats_mean, stats_std = _reward_stats(rm_path, cfg.reward.normalize)
     for model in (reference, reward_model):
         model.to(rt.device)
 
-    # 4. Optimisers, controller, running statistics; resume.
-    steps = cfg.ppo.steps
-    actor_l = _learner(rt, actor, cfg.ppo.lr, cfg, steps)
-    critic_l = _learner(rt, critic, cfg.ppo.critic_lr, cfg, steps)
-    kl_ctl = make_kl_controller(cfg.kl.kind, cfg.kl.coef, cfg.kl.target, cfg.kl.horizon)
-    score_stats = RunningMeanStd()
-    generator = torch.Generator().manual_seed(cfg.run.seed)
-    ckpt = Checkpointer(out_dir / "checkpoints", cfg.train.keep_last, rt.is_main)
-    start = 0
-    before: dict[str, float] = {}
-    resume_from = ckpt.resolve(cfg.run.resume)
-    if resume_from is None and ckpt.clear():
-        rt.print(f"removed the checkpoints of an earlier run in {ckpt.folder}")
-    if resume_from is not None:
-        state = load_checkpoint(
-            resume_from, {"actor": actor, "critic": critic},
-            {"actor_optimizer": actor_l.optimizer, "actor_scheduler": actor_l.scheduler,
-             "critic_optimizer": critic_l.optimizer, "critic_scheduler": critic_l.scheduler},
-        )
-        start = state["step"]
-        before = state.get("eval_before", {})
-        kl_ctl.load_state_dict(state["kl"])
-        score_stats.load_state_dict(state["score_stats"])
-        generator.set_state(torch.tensor(state["generator"], dtype=torch.uint8))
-        if "ptx_generator" in state:
-            ptx_generator.set_state(torch.tensor(state["ptx_generator"], dtype=torch.uint8))
-        rt.print(f"resumed from {resume_from} at step {start}")
-    actor_l.model, actor_l.optimizer, critic_l.model, critic_l.optimizer = rt.accelerator.prepare(
-        actor, actor_l.optimizer, critic, critic_l.optimizer
+    # 4. Optimisers, KL controller, running statistics; the step driver resumes them.
+    job = PPOJob(
+        rt, cfg, tokenizer, rm_tokenizer, records, prompt_rows, eval_records,
+        learner(actor, cfg.ppo.lr, cfg, cfg.ppo.steps),
+        learner(critic, cfg.ppo.critic_lr, cfg, cfg.ppo.steps), reference, reward_model,
+        make_kl_controller(cfg.kl.kind, cfg.kl.coef, cfg.kl.target, cfg.kl.horizon),
+        reward_stats(rm_path, cfg.reward.normalize), torch.Generator().manual_seed(cfg.run.seed),
+        ptx_generator, ptx_source(rt, cfg, tokenizer, ptx_generator, cfg.run.seed),
+        out_dir / "samples.jsonl",
     )
-    logger = MetricsLogger(out_dir, rt.is_main, cfg.run.tensorboard,
-                           resume_step=start if resume_from else None)
-    unwrap = rt.accelerator.unwrap_model
+    # A PPO step is a whole rollout and update: every one is logged.
+    driver = StepDriver(rt, out_dir, "ppo", cfg.run, Cadence(
+        cfg.ppo.steps, 1, cfg.train.eval_every, cfg.train.save_every, cfg.train.keep_last,
+        cfg.train.stop_after))
+    driver.resume(job)
+    job.prepare()
+    gap = announce_sampling(rt, job.unwrapped_actor, tokenizer, prompt_rows, cfg)
+    done = driver.drive(job)
+    if done.stopped_early:
+        return {"stage": "ppo", "steps": done.steps, "stopped_early": True}
 
-    def sum_across(t: torch.Tensor) -> torch.Tensor:
-        return rt.accelerator.reduce(t, reduction="sum") if rt.world_size > 1 else t
-
-    def held_out(step: int) -> dict[str, float]:
-        if not eval_records:
-            return {}
-        figures, _ = evaluate_policy(
-            unwrap(actor_l.model), tokenizer, eval_records, reward_model, rm_tokenizer,
-            cfg.rollout, cfg.run.seed if cfg.train.eval_sampled else None,
-        )
-        logger.log(step, {f"eval/{k}": v for k, v in figures.items()})
-        return figures
-
-    def save(step: int) -> None:
-        ckpt.save(
-            step, {"actor": unwrap(actor_l.model), "critic": unwrap(critic_l.model)},
-            {"actor_optimizer": actor_l.optimizer, "actor_scheduler": actor_l.scheduler,
-             "critic_optimizer": critic_l.optimizer, "critic_scheduler": critic_l.scheduler},
-            {"kl": kl_ctl.state_dict(), "score_stats": score_stats.state_dict(),
-             "generator": generator.get_state().tolist(),
-             "ptx_generator": ptx_generator.get_state().tolist(), "eval_before": before},
-        )
-
-    gap = _announce_sampling(rt, unwrap(actor_l.model), tokenizer, prompt_rows, cfg)
-    if start == 0:
-        before = held_out(0)
-    negative_kl_streak = 0
-    global_size = cfg.rollout.batch_size * rt.world_size
-    batches_per_epoch = len(records) // global_size
-    step = start
-    samples_path = out_dir / "samples.jsonl"
-    try:
-        with StepProgress(rt.console, "ppo", steps, start, cfg.run.progress and rt.is_main) as bar:
-            while step < steps:
-                t0 = time.perf_counter()
-                epoch, position = divmod(step, batches_per_epoch)
-                ids = global_batches(len(records), global_size, epoch, cfg.run.seed)[position]
-                ids = ids[rt.rank :: rt.world_size]
-                batch_records = [records[i] for i in ids]
-
-                # (1) Sample.
-                model = unwrap(actor_l.model)
-                seq = sample(model, tokenizer, [prompt_rows[i] for i in ids], cfg.rollout)
-                texts = decode_responses(tokenizer, seq)
-                prompts = [r["prompt"] for r in batch_records]
-
-                # (2) Score: old and reference log-probs, values, reward-model scores.
-                chunk = cfg.rollout.forward_batch_size
-                model.eval()
-                old_logp, _ = logprobs_in_chunks(model, seq, cfg.rollout.temperature, chunk)
-                ref_logp, _ = logprobs_in_chunks(reference, seq, cfg.rollout.temperature, chunk)
-                values = values_in_chunks(unwrap(critic_l.model), seq, chunk)
-                rm_rows = reward_rows(seq, tokenizer, rm_tokenizer, prompts)
-                raw = score_sequences(reward_model, rm_rows, rm_tokenizer.pad_token_id, chunk)
-                raw = raw.to(rt.device)
-                check_finite("reward-model score", raw, step + 1)
-
-                # (3) Shape scores: truncation penalty, normalise, scale, clip.
-                truncated = (~seq.has_eos).float()
-                penalty = truncated * (cfg.rollout.truncated_penalty
-                                       if cfg.rollout.truncated == "penalty" else 0.0)
-                penalised = raw - penalty
-                mean, std = stats_mean, stats_std
-                if cfg.reward.normalize == "running":
-                    score_stats.update(rt.accelerator.gather(penalised))
-                    mean, std = score_stats.mean, score_stats.std
-                scores = shape_scores(penalised, scale=cfg.reward.scale, mean=mean, std=std,
-                                      clip=cfg.reward.clip)
-                check_finite("shaped score", scores, step + 1)
-
-                # (4) Per-token rewards, advantages, returns.
-                beta = kl_ctl.value
-                exp, adv_stats = build_experience(
-                    seq, old_logp, ref_logp, values, scores, beta, cfg.kl, cfg.ppo, sum_across
-                )
-                check_finite("advantages", exp.advantages, step + 1)
-                t_rollout = time.perf_counter() - t0
-
-                # (5) Update actor (after the critic warm-up) and critic.
-                model.train()
-                update = ppo_update(
-                    exp, actor_l, critic_l, ppo=cfg.ppo, kl_cfg=cfg.kl, beta=beta,
-                    temperature=cfg.rollout.temperature,
-                    update_actor=step >= cfg.ppo.critic_warmup_steps,
-                    accelerator=rt.accelerator, generator=generator, step=step + 1,
-                    ptx_loss=ptx_loss,
-                )
-
-                # (6) Adapt beta to the observed per-sequence KL.
-                mask = seq.response_mask
-                kl_seq = (exp.kl * mask).sum(dim=1)
-                kl_mean = rt.accelerator.reduce(kl_seq.mean(), reduction="mean").item()
-                kl_ctl.update(kl_mean, global_size)
-                step += 1
-
-                # (7) Log, sample, evaluate, checkpoint.
-                lengths = mask.sum(dim=1)
-                figures = {
-                    "rollout/score_raw": raw.mean().item(),
-                    "rollout/score": scores.mean().item(),
-                    "rollout/length": lengths.float().mean().item(),
-                    "rollout/eos_rate": seq.has_eos.float().mean().item(),
-                    "rollout/truncated": truncated.mean().item(),
-                    "rollout/truncated_penalty": penalty.mean().item(),
-                    "kl/ref": kl_mean,
-                    "kl/k1": (((old_logp - ref_logp) * mask).sum(dim=1)).mean().item(),
-                    "kl/beta": beta,
-                    "kl/per_token": masked_mean(exp.kl, mask).item(),
-                    **adv_stats, **update,
-                    "time/rollout_s": t_rollout,
-                    "time/update_s": time.perf_counter() - t0 - t_rollout,
-                }
-                figures.update({f"rollout/{k}": v
-                                for k, v in gold_figures(texts, batch_records).items()})
-                logger.log(step, figures)
-                negative_kl_streak = negative_kl_streak + 1 if kl_mean < -1e-3 else 0
-                if negative_kl_streak == NEGATIVE_KL_PATIENCE:
-                    rt.print("[yellow]warning: mean KL to the reference has been negative for "
-                             f"{NEGATIVE_KL_PATIENCE} steps: sampling and scoring distributions "
-                             "differ (top-k/top-p, temperature or padding)[/yellow]")
-                if rt.is_main and cfg.train.sample_every and step % cfg.train.sample_every == 0:
-                    _save_samples(samples_path, step, prompts, texts, raw, batch_records)
-                bar.advance({k.split("/")[-1]: figures[k] for k in (
-                    "rollout/score_raw", "rollout/gold", "kl/ref", "kl/beta") if k in figures})
-                if cfg.train.eval_every and step % cfg.train.eval_every == 0 and step < steps:
-                    held_out(step)
-                if cfg.train.save_every and step % cfg.train.save_every == 0 and step < steps:
-                    save(step)
-                if cfg.train.stop_after and step >= cfg.train.stop_after and step < steps:
-                    save(step)
-                    rt.print(f"ppo: stopped after step {step} (train.stop_after); checkpoint kept")
-                    return {"stage": "ppo", "steps": step, "stopped_early": True}
-        after = held_out(step)
-    except KeyboardInterrupt as interrupt:
-        save(step)
-        raise RunInterrupted(f"interrupted at step {step}; checkpoint saved in {ckpt.latest()}: "
-                             "rerun with run.resume=latest to continue") from interrupt
-    finally:
-        logger.close()
-
-    # 8. Save the actor (a plain causal LM folder) and the critic; report before / after.
-    summary = {"stage": "ppo", "steps": step,
-               "eval_before": before, "eval_after": after, "kl_beta": kl_ctl.value,
+    # 5. Save the actor (a plain causal LM folder) and the critic; report before / after.
+    summary = {"stage": "ppo", "steps": done.steps,
+               "eval_before": job.before, "eval_after": done.last_eval, "kl_beta": job.kl.value,
                "sampler_scorer_gap": gap,
                # config.yaml keeps `from_stage`; these are the folders it resolved to.
                "models": {"policy": _where(policy_path), "reward_model": _where(rm_path)}}
     if rt.is_main:
-        unwrap(actor_l.model).save_pretrained(out_dir / "model")
+        job.unwrapped_actor.save_pretrained(out_dir / "model")
         tokenizer.padding_side = "right"
         tokenizer.save_pretrained(out_dir / "model")
-        unwrap(critic_l.model).save_pretrained(out_dir / "critic")
+        rt.accelerator.unwrap_model(job.critic.model).save_pretrained(out_dir / "critic")
         write_summary(out_dir, summary)
-        rt.print(_before_after_table(before, after))
+        rt.print(_before_after_table(job.before, done.last_eval))
     rt.accelerator.wait_for_everyone()
     return summary
+
+
+@dataclass
+class PPOJob:
+    """One PPO step on one rollout batch; what the step driver evaluates and checkpoints."""
+
+    rt: Runtime
+    cfg: DictConfig
+    tokenizer: Any
+    rm_tokenizer: Any
+    records: list[dict[str, Any]]
+    prompt_rows: list[list[int]]
+    eval_records: list[dict[str, Any]]
+    actor: Learner
+    critic: Learner
+    reference: torch.nn.Module
+    reward_model: torch.nn.Module
+    kl: KLController
+    stats: tuple[float | None, float | None]
+    """The reward model's saved mean / std (reward.normalize=stats), else (None, None)."""
+    generator: torch.Generator
+    """Minibatch order; checkpointed."""
+    ptx_generator: torch.Generator
+    ptx_loss: PtxLoss | None
+    samples_path: Path
+    score_stats: RunningMeanStd = field(default_factory=RunningMeanStd)
+    before: dict[str, float] = field(default_factory=dict)
+    """Held-out figures before the first step (kept across a resume)."""
+    negative_kl_streak: int = 0
+
+    def prepare(self) -> None:
+        """Wrap the trainable models and their optimisers for the process group."""
+        a, c = self.actor, self.critic
+        a.model, a.optimizer, c.model, c.optimizer = self.rt.accelerator.prepare(
+            a.model, a.optimizer, c.model, c.optimizer)
+
+    @property
+    def unwrapped_actor(self) -> torch.nn.Module:
+        return self.rt.accelerator.unwrap_model(self.actor.model)
+
+    def step(self, step: int) -> StepFigures:
+        rt, cfg = self.rt, self.cfg
+        t0 = time.perf_counter()
+        global_size = cfg.rollout.batch_size * rt.world_size
+        epoch, position = divmod(step, len(self.records) // global_size)
+        ids = global_batches(len(self.records), global_size, epoch, cfg.run.seed)[position]
+        batch_records = [self.records[i] for i in ids[rt.rank :: rt.world_size]]
+        rows = [self.prompt_rows[i] for i in ids[rt.rank :: rt.world_size]]
+
+        # (1) Sample.
+        model = self.unwrapped_actor
+        seq = sample(model, self.tokenizer, rows, cfg.rollout)
+        texts = decode_responses(self.tokenizer, seq)
+        prompts = [r["prompt"] for r in batch_records]
+
+        # (2) Score: old and reference log-probs, values, reward-model scores.
+        chunk = cfg.rollout.forward_batch_size
+        model.eval()
+        old_logp, _ = logprobs_in_chunks(model, seq, cfg.rollout.temperature, chunk)
+        ref_logp, _ = logprobs_in_chunks(self.reference, seq, cfg.rollout.temperature, chunk)
+        values = values_in_chunks(rt.accelerator.unwrap_model(self.critic.model), seq, chunk)
+        rm_rows = reward_rows(seq, self.tokenizer, self.rm_tokenizer, prompts)
+        raw = score_sequences(self.reward_model, rm_rows, self.rm_tokenizer.pad_token_id, chunk)
+        raw = raw.to(rt.device)
+        check_finite("reward-model score", raw, step + 1)
+
+        # (3) Shape scores: truncation penalty, normalise, scale, clip.
+        truncated = (~seq.has_eos).float()
+        penalty = truncated * (cfg.rollout.truncated_penalty
+                               if cfg.rollout.truncated == "penalty" else 0.0)
+        penalised = raw - penalty
+        mean, std = self.stats
+        if cfg.reward.normalize == "running":
+            self.score_stats.update(rt.accelerator.gather(penalised))
+            mean, std = self.score_stats.mean, self.score_stats.std
+        scores = shape_scores(penalised, scale=cfg.reward.scale, mean=mean, std=std,
+                              clip=cfg.reward.clip)
+        check_finite("shaped score", scores, step + 1)
+
+        # (4) Per-token rewards, advantages, returns.
+        beta = self.kl.value
+        exp, adv_stats = build_experience(seq, old_logp, ref_logp, values, scores, beta, cfg.kl,
+                                          cfg.ppo, self._sum_across)
+        check_finite("advantages", exp.advantages, step + 1)
+        t_rollout = time.perf_counter() - t0
+
+        # (5) Update actor (after the critic warm-up) and critic.
+        model.train()
+        update = ppo_update(
+            exp, self.actor, self.critic, ppo=cfg.ppo, kl_cfg=cfg.kl, beta=beta,
+            temperature=cfg.rollout.temperature,
+            update_actor=step >= cfg.ppo.critic_warmup_steps, accelerator=rt.accelerator,
+            generator=self.generator, step=step + 1, ptx_loss=self.ptx_loss,
+        )
+
+        # (6) Adapt beta to the observed per-sequence KL.
+        mask = seq.response_mask
+        kl_mean = rt.accelerator.reduce((exp.kl * mask).sum(dim=1).mean(),
+                                        reduction="mean").item()
+        self.kl.update(kl_mean, global_size)
+
+        # (7) Report: figures, warnings, samples.
+        figures = {
+            "rollout/score_raw": raw.mean().item(),
+            "rollout/score": scores.mean().item(),
+            "rollout/length": mask.sum(dim=1).float().mean().item(),
+            "rollout/eos_rate": seq.has_eos.float().mean().item(),
+            "rollout/truncated": truncated.mean().item(),
+            "rollout/truncated_penalty": penalty.mean().item(),
+            "kl/ref": kl_mean,
+            "kl/k1": (((old_logp - ref_logp) * mask).sum(dim=1)).mean().item(),
+            "kl/beta": beta,
+            "kl/per_token": masked_mean(exp.kl, mask).item(),
+            **adv_stats, **update,
+            **{f"rollout/{k}": v for k, v in gold_figures(texts, batch_records).items()},
+            "time/rollout_s": t_rollout,
+            "time/update_s": time.perf_counter() - t0 - t_rollout,
+        }
+        self._warn_on_negative_kl(kl_mean)
+        every = cfg.train.sample_every
+        if rt.is_main and every and (step + 1) % every == 0:
+            _save_samples(self.samples_path, step + 1, prompts, texts, raw, batch_records)
+        shown = {k.split("/")[-1]: figures[k] for k in (
+            "rollout/score_raw", "rollout/gold", "kl/ref", "kl/beta") if k in figures}
+        return StepFigures(figures, shown)
+
+    def _sum_across(self, t: torch.Tensor) -> torch.Tensor:
+        """All-reduce sum over processes: advantages are whitened over the global batch."""
+        return self.rt.accelerator.reduce(t, reduction="sum") if self.rt.world_size > 1 else t
+
+    def _warn_on_negative_kl(self, kl_mean: float) -> None:
+        self.negative_kl_streak = self.negative_kl_streak + 1 if kl_mean < -1e-3 else 0
+        if self.negative_kl_streak == NEGATIVE_KL_PATIENCE:
+            self.rt.print("[yellow]warning: mean KL to the reference has been negative for "
+                          f"{NEGATIVE_KL_PATIENCE} steps: sampling and scoring distributions "
+                          "differ (top-k/top-p, temperature or padding)[/yellow]")
+
+    def evaluate(self, step: int) -> dict[str, float]:
+        if not self.eval_records:
+            return {}
+        figures, _ = evaluate_policy(
+            self.unwrapped_actor, self.tokenizer, self.eval_records, self.reward_model,
+            self.rm_tokenizer, self.cfg.rollout,
+            self.cfg.run.seed if self.cfg.train.eval_sampled else None,
+        )
+        if step == 0:
+            self.before = figures
+        return figures
+
+    def checkpoint(self) -> Saved:
+        return Saved(
+            {"actor": self.actor.model, "critic": self.critic.model},
+            {"actor_optimizer": self.actor.optimizer, "actor_scheduler": self.actor.scheduler,
+             "critic_optimizer": self.critic.optimizer,
+             "critic_scheduler": self.critic.scheduler},
+            {"kl": self.kl.state_dict(), "score_stats": self.score_stats.state_dict(),
+             "generator": self.generator.get_state().tolist(),
+             "ptx_generator": self.ptx_generator.get_state().tolist(),
+             "eval_before": self.before},
+        )
+
+    def restore(self, state: dict[str, Any]) -> None:
+        self.kl.load_state_dict(state["kl"])
+        self.score_stats.load_state_dict(state["score_stats"])
+        self.generator.set_state(torch.tensor(state["generator"], dtype=torch.uint8))
+        if "ptx_generator" in state:
+            self.ptx_generator.set_state(torch.tensor(state["ptx_generator"], dtype=torch.uint8))
+        self.before = state.get("eval_before", {})
 
 
 def _save_samples(

@@ -1,0 +1,113 @@
+"""PPO set-up: the prompts that fit, the PPO-ptx supply, optimisers, reward statistics, and
+the once-per-run statement of how sampling runs (and the check that it matches scoring)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from omegaconf import DictConfig
+
+from icegrt_cli.config import OptimConfig
+from icegrt_cli.data.collate import LMCollator
+from icegrt_cli.data.formatting import check_sft_record, encode_prompt, encode_sft
+from icegrt_cli.data.limits import length_note, within_limit
+from icegrt_cli.data.splits import load_splits
+from icegrt_cli.engine.optim import build_optimizer, build_scheduler
+from icegrt_cli.errors import ConfigError, DataError
+from icegrt_cli.lm import describe_decoding, isolated_seed, lm_loss_sum
+from icegrt_cli.ppo.rollout import generation_config, sampler_scorer_gap
+from icegrt_cli.ppo.update import Learner
+
+
+def learner(model: torch.nn.Module, lr: float, cfg: DictConfig, steps: int) -> Learner:
+    """An AdamW learner at a constant `lr`, clipped at ppo.max_grad_norm."""
+    optim = OptimConfig(lr=lr, weight_decay=cfg.ppo.weight_decay, scheduler="constant",
+                        warmup_steps=0, warmup_ratio=0.0, max_grad_norm=cfg.ppo.max_grad_norm)
+    optimizer = build_optimizer(model.parameters(), optim)
+    scheduler = build_scheduler(optimizer, optim, steps)
+    return Learner(model, optimizer, scheduler, cfg.ppo.max_grad_norm)
+
+
+def reward_stats(rm_path: Path | str, normalize: str) -> tuple[float | None, float | None]:
+    """The reward model's calibration statistics, required (loudly) by reward.normalize=stats."""
+    if normalize != "stats":
+        return None, None
+    path = Path(rm_path) / "reward_stats.json"
+    if not path.exists():
+        raise ConfigError(f"reward.normalize=stats: {path} not found; train the reward model with "
+                          "icegrt train-rm, or choose reward=running_norm")
+    stats = json.loads(path.read_text())
+    return float(stats["mean"]), float(stats["std"])
+
+
+def check_critic_tokenizer(cfg: DictConfig, tokenizer: Any, rm_tokenizer: Any) -> None:
+    if cfg.ppo.critic_init == "reward_model" and tokenizer.get_vocab() != rm_tokenizer.get_vocab():
+        raise ConfigError("ppo.critic_init=reward_model: the reward model's tokenizer differs from "
+                          "the policy's, and the critic reads policy tokens; use "
+                          "ppo.critic_init=policy")
+
+
+def fitting_prompts(
+    rt: Any, tokenizer: Any, records: list[dict[str, Any]], limit: int, what: str, why: str,
+) -> tuple[list[dict[str, Any]], list[list[int]]]:
+    """The records whose templated prompt fits `limit` tokens, and their token ids; the rest
+    are counted and said."""
+    rows = [encode_prompt(tokenizer, r["prompt"]) for r in records]
+    keep = within_limit([len(row) for row in rows], limit)
+    if note := length_note(what, len(rows) - len(keep), len(rows), limit, why):
+        rt.print(f"[yellow]ppo: {note}[/yellow]")
+    return [records[i] for i in keep], [rows[i] for i in keep]
+
+
+def ptx_source(rt: Any, cfg: DictConfig, tokenizer: Any, generator: torch.Generator, seed: int):
+    """A supply of LM-loss batches for PPO-ptx drawn with `generator` (checkpointed, so a
+    resumed run draws the same batches), or None when the coefficient is 0."""
+    if cfg.ppo.ptx_coef <= 0:
+        return None
+    records, _ = load_splits(cfg.ptx_data, "sft", check_sft_record, seed)
+    every = [encode_sft(tokenizer, r) for r in records]
+    encoded = [every[i] for i in within_limit([len(e.input_ids) for e in every],
+                                              cfg.ptx_data.max_length)]
+    if note := length_note("PPO-ptx examples", len(every) - len(encoded), len(every),
+                           cfg.ptx_data.max_length, "ptx_data.max_length"):
+        rt.print(f"[yellow]ppo: {note}[/yellow]")
+    if not encoded:
+        raise DataError("ptx_data: no example fits ptx_data.max_length")
+    collate = LMCollator(tokenizer.pad_token_id)
+    size = cfg.ppo.ptx_batch_size
+
+    def next_loss(model: torch.nn.Module) -> torch.Tensor:
+        rows = torch.randint(len(encoded), (size,), generator=generator).tolist()
+        batch = collate([encoded[i] for i in rows])
+        device = next(model.parameters()).device
+        batch = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+        return lm_loss_sum(model, batch) / batch["weight"].clamp(min=1)
+
+    return next_loss
+
+
+GAP_TOLERANCE = 1e-3
+"""Largest sampler / scorer log-prob difference that is float noise (fp32 KV cache vs a full
+forward pass); above it the samples come from another distribution than the one scored."""
+
+
+def announce_sampling(
+    rt: Any, actor: torch.nn.Module, tokenizer: Any, prompt_rows: list[list[int]], cfg: DictConfig
+) -> float:
+    """Say once what generation runs with, and check on a few prompts (from a fixed seed, the
+    training streams untouched) that the sampler draws from the distribution PPO scores."""
+    rt.print(describe_decoding(actor, generation_config(cfg.rollout, tokenizer)))
+    with isolated_seed(cfg.run.seed, rt.device):
+        gap = sampler_scorer_gap(actor, tokenizer, prompt_rows[:4], cfg.rollout)
+    truncation = (cfg.rollout.truncated_penalty if cfg.rollout.truncated == "penalty" else 0.0)
+    rt.print(f"sampler vs scorer: max |log-prob difference| {gap:.1e} on 4 prompts; truncated "
+             f"responses scored as they are, minus {truncation:g}")
+    if gap > GAP_TOLERANCE:
+        cut = " (expected with rollout.top_k / rollout.top_p)" if (
+            cfg.rollout.top_k or cfg.rollout.top_p < 1) else ""
+        rt.print(f"[yellow]warning: samples are not drawn from the scored distribution{cut}: "
+                 "PPO's ratios and KL are biased[/yellow]")
+    return gap
