@@ -116,3 +116,24 @@ def test_resume_matches_an_uninterrupted_run(tmp_path: Path, tiny_model_dir: Pat
     ]
     assert losses[0] == pytest.approx(losses[1], rel=1e-6)
     assert json.loads((part_out / "checkpoints" / "step-3" / "state.json").read_text())["step"] == 3
+
+
+def test_progress_without_a_terminal_prints_plain_lines_at_each_tenth() -> None:
+    import io
+
+    from rich.console import Console
+
+    from icegrt_cli.engine.progress import StepProgress
+
+    out = io.StringIO()
+    console = Console(file=out, force_terminal=False, width=200)
+    with StepProgress(console, "sft", 20, start=0, enabled=True) as bar:
+        for step in range(20):
+            bar.advance({"loss": 1.0 / (step + 1)})
+    lines = out.getvalue().splitlines()
+    assert [line.split()[2] for line in lines] == [f"{n}/20" for n in range(2, 21, 2)]
+    assert lines[-1].startswith("sft step 20/20  loss 0.05  ") and lines[-1].endswith("0m00s left")
+    quiet = io.StringIO()
+    with StepProgress(Console(file=quiet, force_terminal=False), "sft", 20, enabled=False) as bar:
+        bar.advance({"loss": 1.0})
+    assert quiet.getvalue() == ""
