@@ -11,6 +11,7 @@ from rich.console import Console
 from icegrt_cli.console import print_error
 from icegrt_cli.errors import IcegrtError
 from icegrt_cli.launch import launch
+from icegrt_cli.stages.registry import STAGES
 
 app = typer.Typer(
     help="icegrt: adapt a general LLM to a domain with RLHF (ICE-GRT) without losing general "
@@ -25,15 +26,6 @@ data_app = typer.Typer(
 )
 app.add_typer(data_app, name="data")
 
-STAGE_HELP = {
-    "sft": ("sft", "Supervised fine-tuning on demonstrations (prompt masked, domain + general)."),
-    "train-rm": ("train_rm", "Train the reward model on preference pairs (Bradley-Terry)."),
-    "ppo": ("ppo", "PPO with actor, reference, reward model and critic (the ICE-GRT step)."),
-    "eval": ("eval", "Evaluate checkpoints in-domain and on the 12 general benchmarks."),
-    "pipeline": ("pipeline", "sft -> train-rm -> ppo -> eval in one run; finished stages skip."),
-}
-"""CLI verb -> (config / stage name, one-line help)."""
-
 HYDRA_ARGS = {"allow_extra_args": True, "ignore_unknown_options": True}
 
 
@@ -43,8 +35,8 @@ def _stage_command(verb: str, stage: str, text: str) -> None:
         _guarded(lambda: launch(stage, list(ctx.args)))
 
 
-for _verb, (_stage, _text) in STAGE_HELP.items():
-    _stage_command(_verb, _stage, _text)
+for _stage in STAGES.values():
+    _stage_command(_stage.verb, _stage.name, _stage.summary)
 
 
 @data_app.command("demo")

@@ -18,18 +18,10 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from icegrt_cli.config import register_configs
 from icegrt_cli.console import print_error
 from icegrt_cli.errors import ConfigError, IcegrtError
-
-STAGE_MODULES = {
-    "sft": "icegrt_cli.stages.sft",
-    "train_rm": "icegrt_cli.stages.reward",
-    "ppo": "icegrt_cli.stages.ppo",
-    "eval": "icegrt_cli.stages.evaluate",
-    "pipeline": "icegrt_cli.stages.pipeline",
-}
-"""Stage name -> module with `run(cfg, out_dir, run_root) -> dict`."""
+from icegrt_cli.schema import check_choices, settings_help
+from icegrt_cli.stages.registry import PIPELINE_ORDER, STAGES, register_configs
 
 # Hydra flags that take a value, and flags that ask Hydra for information instead of a run.
 VALUE_FLAGS = {"--config-path", "-cp", "--config-name", "-cn", "--config-dir", "-cd",
@@ -74,7 +66,7 @@ def group_slots(stage: str) -> dict[str, str]:
     if stage == "pipeline":
         return {
             f"{name}.{package}": group
-            for name in STAGE_MODULES if name != "pipeline"
+            for name in PIPELINE_ORDER
             for package, group in group_slots(name).items()
         }
     body = OmegaConf.load(conf_dir() / "stage" / f"{stage}.yaml")
@@ -197,16 +189,52 @@ def validate(stage: str, config_name: str, args: list[str]) -> None:
         combos = _combinations(overrides)
         with initialize_config_dir(str(conf_dir()), version_base="1.3", job_name=stage):
             for combo in combos:
-                compose(config_name=name, overrides=combo + extra)
+                check_choices(compose(config_name=name, overrides=combo + extra),
+                              STAGES[stage].schema)
+    except ConfigError:
+        raise
     except Exception as err:  # Hydra raises many error types; all become one line
         raise ConfigError(explain(err)) from None
+
+
+def stage_help(stage: str, config_name: str, args: list[str]) -> str:
+    """`icegrt STAGE --help`: the config groups with their options and current choice, every
+    setting with its value (after the given overrides) and docstring, and examples."""
+    overrides, flags, _ = _split_args([a for a in args if a not in ("--help", "-h")])
+    try:
+        combo = _combinations(overrides)[0] if overrides else []
+        with initialize_config_dir(str(conf_dir()), version_base="1.3", job_name=stage):
+            cfg = compose(config_name=flags.get("--config-name") or config_name,
+                          overrides=combo, return_hydra_config=True)
+    except Exception as err:  # as in validate: one line
+        raise ConfigError(explain(err)) from None
+    info = STAGES[stage]
+    choices = cfg.hydra.runtime.choices
+    lines = [f"icegrt {info.verb}: {info.summary}", "",
+             f"usage: icegrt {info.verb} [key=value ...] [group=option ...] [-m] [--cfg job]",
+             "", "config groups (group=option), the current choice first:"]
+    for package, group in group_slots(stage).items():
+        if group == "task":
+            continue  # one slot per eval task; `tasks=[...]` chooses, conf/task/ configures
+        slot = group if package == group else f"{group}@{package}"
+        current = choices.get(slot) or choices.get(package)
+        others = sorted(p.stem for p in (conf_dir() / group).glob("*.yaml") if p.stem != current)
+        lines.append(f"  {slot:<26} {current}  ({', '.join(others)})")
+    lines += ["", "settings (key=value), with the value this command would run with:"]
+    lines += settings_help(info.schema, OmegaConf.masked_copy(cfg, [k for k in cfg
+                                                                     if k != "hydra"]))
+    if stage in ("eval", "pipeline"):
+        lines += ["", "  each eval task's own settings: task.NAME.* (conf/task/NAME.yaml)"]
+    lines += ["", "examples:", *(f"  {example}" for example in info.examples),
+              f"  icegrt {info.verb} --cfg job        print the composed config, run nothing"]
+    return "\n".join(lines)
 
 
 def run_stage(stage: str, cfg: DictConfig) -> dict:
     """The Hydra task: run one stage in the job's output folder."""
     out_dir = Path(HydraConfig.get().runtime.output_dir)
     run_root = Path(cfg.run.root) / cfg.run.name if cfg.run.name else None
-    module = importlib.import_module(STAGE_MODULES[stage])
+    module = importlib.import_module(STAGES[stage].module)
     return module.run(cfg, out_dir, run_root)
 
 
@@ -218,6 +246,9 @@ def launch(stage: str, args: list[str], config_name: str | None = None) -> None:
     register_resolvers()
     config_name = config_name or stage
     args = flags_first(name_groups(stage, args))
+    if "--help" in args or "-h" in args:
+        print(stage_help(stage, config_name, args))
+        return
     check_one_mode(args)
     validate(stage, config_name, args)
 

@@ -9,10 +9,8 @@ import tomllib
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from icegrt_cli.config import register_configs
 from icegrt_cli.errors import ConfigError
 from icegrt_cli.launch import (
-    STAGE_MODULES,
     check_one_mode,
     conf_dir,
     flags_first,
@@ -21,6 +19,7 @@ from icegrt_cli.launch import (
     register_resolvers,
     validate,
 )
+from icegrt_cli.stages.registry import STAGES, register_configs
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -35,7 +34,7 @@ def _group_options(group: str) -> list[str]:
     return sorted(p.stem for p in (conf_dir() / group).glob("*.yaml"))
 
 
-@pytest.mark.parametrize("stage", sorted(STAGE_MODULES))
+@pytest.mark.parametrize("stage", sorted(STAGES))
 def test_every_group_option_composes(stage: str) -> None:
     """Each slot of each stage (and of the pipeline) accepts every option of its group."""
     slots = group_slots(stage)

@@ -268,8 +268,8 @@ def _script_commands(*args: str) -> list[list[str]]:
 
 def test_the_factor_study_sweeps_one_factor_each_and_every_override_composes(
         tmp_path: Path) -> None:
-    from icegrt_cli.config import register_configs
     from icegrt_cli.launch import name_groups, register_resolvers, validate
+    from icegrt_cli.stages.registry import register_configs
 
     commands = _script_commands("--quick", "--jobs", "2", "--root", str(tmp_path))
     sweeps = [c for c in commands if "-m" in c]

@@ -16,7 +16,7 @@ from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-from icegrt_cli.config import ModelConfig, register_configs
+from icegrt_cli.config import ModelConfig
 from icegrt_cli.engine.metrics import read_metrics
 from icegrt_cli.errors import ConfigError, DataError
 from icegrt_cli.launch import conf_dir
@@ -25,6 +25,7 @@ from icegrt_cli.reward.pairs import PairCollator, encode_pairs
 from icegrt_cli.reward.scoring import score_texts
 from icegrt_cli.reward.stats import RewardStats
 from icegrt_cli.stages import reward
+from icegrt_cli.stages.registry import register_configs
 from tests.cli_helpers import TINY_SFT, icegrt
 
 TINY_RM = ["reward_model.hidden_size=32", "reward_model.num_layers=1",

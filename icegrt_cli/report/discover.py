@@ -19,11 +19,8 @@ import yaml
 
 from icegrt_cli.data.loading import read_jsonl
 from icegrt_cli.errors import DataError
-from icegrt_cli.launch import STAGE_MODULES
 from icegrt_cli.stages.common import SUMMARY
-
-STAGES: tuple[str, ...] = tuple(name for name in STAGE_MODULES if name != "pipeline")
-"""Stage folders a pipeline run holds, in pipeline order."""
+from icegrt_cli.stages.registry import PIPELINE_ORDER as STAGES
 
 
 @dataclass(frozen=True)

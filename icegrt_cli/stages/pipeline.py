@@ -16,10 +16,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from icegrt_cli.engine.checkpoint import Checkpointer
 from icegrt_cli.errors import ConfigError
-from icegrt_cli.launch import STAGE_MODULES
 from icegrt_cli.stages.common import SUMMARY, is_complete, write_summary
-
-STAGE_ORDER = ("sft", "train_rm", "ppo", "eval")
+from icegrt_cli.stages.registry import PIPELINE_ORDER, STAGES
 
 
 def stage_config(cfg: DictConfig, name: str, run_dir: Path) -> DictConfig:
@@ -62,13 +60,13 @@ def run(cfg: DictConfig, out_dir: Path, run_root: Path | None) -> dict[str, Any]
     from rich.console import Console
 
     console = Console(highlight=False)
-    unknown = [s for s in cfg.stages if s not in STAGE_ORDER]
+    unknown = [s for s in cfg.stages if s not in PIPELINE_ORDER]
     if unknown:
-        raise ConfigError(f"stages: unknown {unknown}; choose from {list(STAGE_ORDER)}")
+        raise ConfigError(f"stages: unknown {unknown}; choose from {list(PIPELINE_ORDER)}")
     reuse = Path(cfg.reuse_from) if cfg.reuse_from else None
     if reuse is not None and not reuse.is_dir():
         raise ConfigError(f"reuse_from: no run folder '{reuse}'")
-    modules = {name: importlib.import_module(STAGE_MODULES[name]) for name in cfg.stages}
+    modules = {name: importlib.import_module(STAGES[name].module) for name in cfg.stages}
     for name, module in modules.items():  # a late stage's bad setting must not cost the early ones
         if hasattr(module, "check"):
             module.check(cfg[name])
