@@ -52,8 +52,6 @@ def cache_dir() -> Path:
 
 
 def torch_dtype(name: str) -> torch.dtype:
-    if name not in DTYPES:
-        raise ConfigError(f"model.dtype: unknown dtype '{name}' (choose from {sorted(DTYPES)})")
     return DTYPES[name]
 
 

@@ -19,7 +19,6 @@ Check = Callable[[Record], str | None]
 """Returns a description of what is wrong with a record, or None when it is usable."""
 
 FILE_FORMATS = {".jsonl": "jsonl", ".json": "json", ".csv": "csv", ".parquet": "parquet"}
-SOURCE_KINDS = ("demo", "file", "hub")
 
 
 def read_jsonl(path: Path) -> list[tuple[str, Record]]:
@@ -106,8 +105,6 @@ def read_source(
     source: SourceConfig, default_part: str, check: Check, held_out: bool = False
 ) -> list[Record]:
     """Records of one source, each passing `check`, or a DataError naming the bad one."""
-    if source.kind not in SOURCE_KINDS:
-        raise ConfigError(f"data source kind '{source.kind}' is not one of {list(SOURCE_KINDS)}")
     rows = _raw_rows(source, default_part, held_out)
     records = []
     for origin, raw in rows:

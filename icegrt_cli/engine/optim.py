@@ -45,8 +45,6 @@ def build_optimizer(params: Iterable[torch.nn.Parameter], cfg: OptimConfig) -> t
 
 
 def build_scheduler(optimizer: torch.optim.Optimizer, cfg: OptimConfig, total: int) -> LambdaLR:
-    if cfg.scheduler not in SCHEDULES:
-        raise ConfigError(f"optim.scheduler: '{cfg.scheduler}' is not one of {list(SCHEDULES)}")
     warmup = warmup_steps(cfg, total)
     return LambdaLR(
         optimizer,

@@ -13,7 +13,6 @@ from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
 
 from icegrt_cli.config import RunConfig
-from icegrt_cli.errors import ConfigError
 
 PRECISIONS = {"fp32": "no", "bf16": "bf16", "fp16": "fp16"}
 
@@ -65,8 +64,6 @@ def seed_everything(seed: int) -> None:
 
 
 def setup_runtime(run: RunConfig) -> Runtime:
-    if run.precision not in PRECISIONS:
-        raise ConfigError(f"run.precision: '{run.precision}' is not one of {sorted(PRECISIONS)}")
     torch.set_num_threads(run.num_threads or default_threads())
     accelerator = Accelerator(cpu=run.cpu, mixed_precision=PRECISIONS[run.precision])
     # Every rank draws the same initial weights and data order; ranks differ by their shard.

@@ -72,22 +72,12 @@ def _frozen(model: torch.nn.Module) -> torch.nn.Module:
     return model
 
 
-TRUNCATED = ("score", "penalty")
-
-
 def check(cfg: DictConfig) -> None:
     """Settings errors found without loading anything (a pipeline runs this before its first
     stage)."""
     if cfg.rollout.temperature <= 0:
         raise ConfigError(f"rollout.temperature: must be > 0 for sampling, got "
                           f"{cfg.rollout.temperature}")
-    if cfg.rollout.truncated not in TRUNCATED:
-        raise ConfigError(f"rollout.truncated: '{cfg.rollout.truncated}' is not "
-                          f"{'|'.join(TRUNCATED)}")
-    if cfg.reward.normalize not in ("none", "running", "stats"):
-        raise ConfigError(f"reward.normalize: '{cfg.reward.normalize}' is not none|running|stats")
-    if cfg.ppo.critic_init not in ("reward_model", "policy"):
-        raise ConfigError(f"ppo.critic_init: '{cfg.ppo.critic_init}' is not reward_model|policy")
     if not cfg.kl.in_reward and cfg.kl.kind != "none" and cfg.kl.estimator == "k1":
         # E_pi[grad (log pi - log pi_ref)] = E_pi[grad log pi] = 0: the term only adds noise.
         raise ConfigError(

@@ -11,7 +11,7 @@ from icegrt_cli.data.collate import LMCollator, pack
 from icegrt_cli.data.formatting import Encoded, check_sft_record, encode_sft
 from icegrt_cli.data.splits import load_splits
 from icegrt_cli.engine import StepOutput, fit, save_run_config, setup_runtime
-from icegrt_cli.errors import ConfigError, DataError
+from icegrt_cli.errors import DataError
 from icegrt_cli.lm import generate_responses, lm_loss_sum
 from icegrt_cli.models import load_causal_lm, load_tokenizer, materialize
 from icegrt_cli.stages.common import resolve_model, write_summary
@@ -30,15 +30,8 @@ def encode_all(
     return fitting, len(kept) - len(fitting)
 
 
-def check(cfg: DictConfig) -> None:
-    """Settings errors found without loading anything (a pipeline runs this first)."""
-    if cfg.loss_per not in ("token", "example"):
-        raise ConfigError(f"loss_per: '{cfg.loss_per}' is not token|example")
-
-
 def run(cfg: DictConfig, out_dir: Path, run_root: Path | None) -> dict[str, Any]:
     # 1. Runtime, config record, tokenizer.
-    check(cfg)
     rt = setup_runtime(cfg.run)
     save_run_config(cfg, out_dir)
     model_cfg = resolve_model(cfg.model, run_root, "model")
