@@ -274,7 +274,7 @@ def test_one_minibatch_of_eight_and_eight_of_one_report_the_same_losses(tiny_mod
                     for m in (actor, critic)]
         figures.append(ppo_update(
             exp, *learners, ppo=PPOAlgoConfig(minibatch_size=size, epochs=1),
-            kl_cfg=KLConfig(), beta=0.1, temperature=1.0, update_actor=True,
+            kl_cfg=KLConfig(), temperature=1.0, update_actor=True,
             accelerator=Accelerator(cpu=True), generator=torch.Generator().manual_seed(0),
             step=1,
         ))
@@ -283,3 +283,25 @@ def test_one_minibatch_of_eight_and_eight_of_one_report_the_same_losses(tiny_mod
     for key in ("ppo/policy_loss", "ppo/value_loss", "ppo/entropy", "ppo/approx_kl",
                 "ppo/clipfrac", "ppo/ratio"):
         assert split[key] == pytest.approx(whole[key], rel=1e-5, abs=1e-7), key
+
+
+def test_kl_goes_in_the_reward_or_in_the_loss_never_both(tiny_lm) -> None:
+    _, tokenizer = tiny_lm
+    eos = tokenizer.eos_token_id
+    responses = [tokenizer(t, add_special_tokens=False).input_ids + [eos]
+                 for t in (" no", " water and fire")]
+    seq = _sequences(_rows(tokenizer)[:2], responses, tokenizer.pad_token_id, eos)
+    old = torch.full(seq.response_ids.shape, -2.0)
+    ref = old - 0.5  # d = 0.5 on every token
+    scores = torch.tensor([1.0, -1.0])
+    in_reward, _ = build_experience(seq, old, ref, torch.zeros_like(old), scores, 0.1,
+                                    KLConfig(estimator="k2"), PPOAlgoConfig())
+    in_loss, _ = build_experience(seq, old, ref, torch.zeros_like(old), scores, 0.1,
+                                  KLConfig(estimator="k2", in_reward=False), PPOAlgoConfig())
+    mask = seq.response_mask
+    assert in_reward.loss_beta == 0.0 and in_loss.loss_beta == 0.1
+    # k2 = d^2 / 2 = 0.125 per token: -0.0125 a token in the reward, nothing in the other.
+    assert (in_reward.rewards.sum(dim=1) - scores).tolist() == pytest.approx(
+        (-0.0125 * mask.sum(dim=1)).tolist(), abs=1e-6)
+    assert in_loss.rewards.sum(dim=1).tolist() == pytest.approx(scores.tolist())
+    assert in_loss.select(torch.tensor([1])).loss_beta == 0.1

@@ -131,7 +131,7 @@ def test_at_zero_learning_rate_ratio_is_one_and_kl_zero(tiny_model_dir, tiny_lm)
             for m in (actor, critic)]
     figures = ppo_update(
         exp, zero[0], zero[1], ppo=PPOAlgoConfig(minibatch_size=4, epochs=2),
-        kl_cfg=KLConfig(), beta=0.1, temperature=1.0, update_actor=True,
+        kl_cfg=KLConfig(), temperature=1.0, update_actor=True,
         accelerator=Accelerator(cpu=True), generator=torch.Generator().manual_seed(0), step=1,
     )
     assert figures["ppo/ratio"] == pytest.approx(1.0, abs=1e-6)

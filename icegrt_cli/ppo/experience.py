@@ -34,13 +34,16 @@ class Experience:
     returns: torch.Tensor
     scores: torch.Tensor
     """(B,) shaped sequence scores placed at each response's last token."""
+    loss_beta: float = 0.0
+    """KL coefficient of the policy loss: beta with kl.in_reward=false, else 0 (the one place
+    where KL's placement is decided)."""
 
     def select(self, rows: torch.Tensor) -> Experience:
         return Experience(
             self.seq.select(rows), *(t[rows] for t in (
                 self.old_logprobs, self.ref_logprobs, self.values, self.kl, self.rewards,
                 self.advantages, self.returns, self.scores,
-            ))
+            )), loss_beta=self.loss_beta,
         )
 
 
@@ -75,6 +78,7 @@ def build_experience(
     if ppo.advantage_norm:
         advantages = masked_whiten(advantages, mask, sum_across=sum_across)
     exp = Experience(
-        seq, old_logprobs, ref_logprobs, values * mask, kl, rewards, advantages, returns, scores
+        seq, old_logprobs, ref_logprobs, values * mask, kl, rewards, advantages, returns, scores,
+        loss_beta=0.0 if kl_cfg.in_reward else beta,
     )
     return exp, stats

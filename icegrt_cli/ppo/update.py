@@ -64,7 +64,6 @@ def ppo_update(
     *,
     ppo: PPOAlgoConfig,
     kl_cfg: KLConfig,
-    beta: float,
     temperature: float,
     update_actor: bool,
     accelerator: Any,
@@ -83,7 +82,7 @@ def ppo_update(
         figures: dict[str, float] = {}
         if update_actor:
             figures.update(_actor_step(
-                mb, actor, ppo, kl_cfg, beta, temperature, accelerator, step, ptx_loss
+                mb, actor, ppo, kl_cfg, temperature, accelerator, step, ptx_loss
             ))
         figures.update(_critic_step(mb, critic, ppo, accelerator, step))
         weight = mb.seq.response_mask.sum().item()
@@ -94,7 +93,7 @@ def ppo_update(
 
 
 def _actor_step(
-    mb: Experience, actor: Learner, ppo: PPOAlgoConfig, kl_cfg: KLConfig, beta: float,
+    mb: Experience, actor: Learner, ppo: PPOAlgoConfig, kl_cfg: KLConfig,
     temperature: float, accelerator: Any, step: int, ptx_loss: PtxLoss | None,
 ) -> dict[str, float]:
     mask = mb.seq.response_mask
@@ -104,9 +103,9 @@ def _actor_step(
     out = policy_loss(logp, mb.old_logprobs, mb.advantages, mask, ppo.clip_eps)
     loss = out.loss - ppo.entropy_coef * entropy
     figures = {}
-    if not kl_cfg.in_reward and beta > 0:
+    if mb.loss_beta > 0:
         kl_loss = masked_mean(kl_penalty(logp, mb.ref_logprobs, kl_cfg.estimator), mask)
-        loss = loss + beta * kl_loss
+        loss = loss + mb.loss_beta * kl_loss
         figures["ppo/kl_loss"] = kl_loss.item()
     if ptx_loss is not None and ppo.ptx_coef > 0:
         lm = ptx_loss(actor.model)

@@ -270,7 +270,7 @@ class PPOJob:
         # (5) Update actor (after the critic warm-up) and critic.
         model.train()
         update = ppo_update(
-            exp, self.actor, self.critic, ppo=cfg.ppo, kl_cfg=cfg.kl, beta=beta,
+            exp, self.actor, self.critic, ppo=cfg.ppo, kl_cfg=cfg.kl,
             temperature=cfg.rollout.temperature,
             update_actor=step >= cfg.ppo.critic_warmup_steps, accelerator=rt.accelerator,
             generator=self.generator, step=step + 1, ptx_loss=self.ptx_loss,
