@@ -13,6 +13,10 @@ class DataError(IcegrtError):
     """Input data is missing or malformed; the message names the file (and line)."""
 
 
+class Diverged(IcegrtError):
+    """Training produced nan / inf; the stage stops without saving or marking anything done."""
+
+
 class RunInterrupted(IcegrtError):
     """The user stopped a run; the work so far was checkpointed."""
 

@@ -111,3 +111,13 @@ def test_runs_under_accelerate_with_two_processes(tmp_path: Path) -> None:
     records = read_metrics(tmp_path / "runs" / "ddp" / "sft" / "metrics.jsonl")
     assert max(r["step"] for r in records) == 3
     assert (tmp_path / "runs" / "ddp" / "sft" / "model" / "config.json").exists()
+
+
+def test_a_diverged_run_fails_in_one_line_and_marks_nothing_finished(tmp_path: Path) -> None:
+    proc = icegrt("sft", "run.name=demo", *TINY_SFT, "optim.lr=1e10", "optim.max_grad_norm=0",
+                  cwd=tmp_path, check=False)
+    said = " ".join((proc.stdout + proc.stderr).split())
+    assert proc.returncode == 2 and "Traceback" not in said, said[-2000:]
+    assert "sft: non-finite train/loss" in said and "nothing of this run was saved" in said
+    out = tmp_path / "runs" / "demo" / "sft"
+    assert not (out / "summary.json").exists() and not (out / "model").exists()

@@ -145,6 +145,8 @@ def test_non_finite_reward_stops_with_step_and_quantity(run_dir: Path) -> None:
     proc = _ppo(run_dir, "nan", "reward.scale=nan", check=False)
     assert proc.returncode != 0
     assert "non-finite shaped score at step 1" in proc.stderr, proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr and proc.returncode == 2
+    assert not (run_dir / "runs" / "nan" / "ppo" / "summary.json").exists()
 
 
 def test_stats_normalisation_fails_loudly_without_statistics(run_dir: Path) -> None:

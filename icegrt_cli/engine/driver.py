@@ -11,6 +11,7 @@ with a resume hint; a second one stops at once, leaving the last complete checkp
 
 from __future__ import annotations
 
+import math
 import signal
 import threading
 from collections.abc import Iterator
@@ -26,7 +27,7 @@ from icegrt_cli.engine.checkpoint import Checkpointer, load_checkpoint
 from icegrt_cli.engine.metrics import MetricsLogger
 from icegrt_cli.engine.progress import StepProgress
 from icegrt_cli.engine.runtime import Runtime
-from icegrt_cli.errors import RunInterrupted
+from icegrt_cli.errors import Diverged, RunInterrupted
 
 
 @dataclass
@@ -146,6 +147,7 @@ class StepDriver:
                 while step < cadence.total:
                     figures = job.step(step)
                     step = result.steps = step + 1
+                    self._check_finite(figures, step)
                     window.add(figures.logged)
                     if step % cadence.log_every == 0 or step == cadence.total:
                         result.last_logged = window.mean()
@@ -177,6 +179,17 @@ class StepDriver:
         finally:
             logger.close()
         return result
+
+
+    def _check_finite(self, figures: StepFigures, step: int) -> None:
+        """A diverged step ends the stage: no checkpoint of it, no final model, no summary."""
+        bad = [k for k, v in figures.logged.items() if not math.isfinite(v)]
+        if bad:
+            kept = self.checkpoints.latest()
+            raise Diverged(
+                f"{self.title}: non-finite {', '.join(bad)} at step {step}; nothing of this run "
+                f"was saved as finished (lower the learning rate or check the data"
+                f"{f'; the last checkpoint, {kept}, is from before' if kept else ''})")
 
 
 class _Window:

@@ -17,6 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from icegrt_cli.errors import Diverged
+
 KLEstimator = Literal["k1", "k2", "k3"]
 KLControllerKind = Literal["none", "fixed", "adaptive"]
 
@@ -476,7 +478,7 @@ def shape_scores(
 # --------------------------------------------------------------------------------------------
 
 
-class NonFiniteError(ValueError):
+class NonFiniteError(Diverged, ValueError):
     """A loss or statistic became nan / inf; training must stop rather than continue silently."""
 
 
