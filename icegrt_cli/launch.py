@@ -15,10 +15,12 @@ from pathlib import Path
 from hydra import compose, initialize_config_dir
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from icegrt_cli.console import print_error
+from icegrt_cli.engine.lock import run_lock
 from icegrt_cli.errors import ConfigError, IcegrtError
 from icegrt_cli.schema import check_choices, settings_help
 from icegrt_cli.stages.registry import PIPELINE_ORDER, STAGES, register_configs
@@ -232,10 +234,15 @@ def stage_help(stage: str, config_name: str, args: list[str]) -> str:
 
 def run_stage(stage: str, cfg: DictConfig) -> dict:
     """The Hydra task: run one stage in the job's output folder."""
-    out_dir = Path(HydraConfig.get().runtime.output_dir)
+    hydra = HydraConfig.get()
+    out_dir = Path(hydra.runtime.output_dir)
     run_root = Path(cfg.run.root) / cfg.run.name if cfg.run.name else None
     module = importlib.import_module(STAGES[stage].module)
-    return module.run(cfg, out_dir, run_root)
+    # A named run is locked as a whole (a pipeline and a stage of it exclude each other); the
+    # jobs of a sweep, each in its own folder, only lock that folder.
+    alone = hydra.mode == RunMode.MULTIRUN or run_root is None
+    with run_lock(out_dir if alone else run_root):
+        return module.run(cfg, out_dir, run_root)
 
 
 def launch(stage: str, args: list[str], config_name: str | None = None) -> None:

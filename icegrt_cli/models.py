@@ -28,6 +28,7 @@ from transformers import (
     PreTrainedTokenizerFast,
 )
 
+from icegrt_cli.atomic import writing_folder
 from icegrt_cli.config import ModelConfig
 from icegrt_cli.errors import ConfigError
 
@@ -164,14 +165,26 @@ def materialize(cfg: ModelConfig, out_dir: Path, seed: int) -> Path:
     if cfg.name_or_path is not None:
         check_model_path(cfg.name_or_path)
         return Path(cfg.name_or_path) if Path(cfg.name_or_path).exists() else cfg.name_or_path
-    if (out_dir / "config.json").exists():
-        return out_dir
+    spec = {key: getattr(cfg, key) for key in PRESET_KEYS} | {"seed": seed}
+    record = out_dir / PRESET_FILE
+    if record.exists() and json.loads(record.read_text()) == spec:
+        return out_dir  # built before from the same settings (a rerun or a resume)
     tokenizer = load_tokenizer(cfg)
     torch.manual_seed(seed)
     model = AutoModelForCausalLM.from_config(build_preset_config(cfg, tokenizer))
-    model.save_pretrained(out_dir)
-    tokenizer.save_pretrained(out_dir)
+    with writing_folder(out_dir) as folder:
+        model.save_pretrained(folder)
+        tokenizer.save_pretrained(folder)
+        (folder / PRESET_FILE).write_text(json.dumps(spec))
     return out_dir
+
+
+PRESET_KEYS = ("tokenizer", "hidden_size", "num_layers", "num_heads", "num_kv_heads",
+               "intermediate_size", "max_position_embeddings", "vocab_size",
+               "tie_word_embeddings")
+PRESET_FILE = "icegrt_preset.json"
+"""Beside a built preset: the settings and seed it was built from. A rerun with other sizes
+rebuilds it instead of silently training the old model."""
 
 
 DROPOUT_ATTRIBUTES = ("attention_dropout", "attn_dropout", "dropout", "dropout_p", "attn_pdrop")

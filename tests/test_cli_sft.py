@@ -121,3 +121,29 @@ def test_a_diverged_run_fails_in_one_line_and_marks_nothing_finished(tmp_path: P
     assert "sft: non-finite train/loss" in said and "nothing of this run was saved" in said
     out = tmp_path / "runs" / "demo" / "sft"
     assert not (out / "summary.json").exists() and not (out / "model").exists()
+
+
+def test_a_second_command_on_a_run_in_use_stops_in_one_line(tmp_path: Path) -> None:
+    from icegrt_cli.engine.lock import run_lock
+
+    with run_lock(tmp_path / "runs" / "demo"):
+        proc = icegrt("sft", "run.name=demo", *TINY_SFT, cwd=tmp_path, check=False)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "run folder runs/demo is in use by icegrt (pid" in proc.stderr
+    assert not (tmp_path / "runs" / "demo" / "sft" / "metrics.jsonl").exists()
+    icegrt("sft", "run.name=demo", *TINY_SFT, "train.max_steps=1", cwd=tmp_path)  # free again
+
+
+def test_a_failed_rerun_leaves_the_finished_runs_record_alone(
+    sft_run: Path, tmp_path: Path
+) -> None:
+    import shutil
+
+    shutil.copytree(sft_run, tmp_path / "runs" / "demo" / "sft")
+    out = tmp_path / "runs" / "demo" / "sft"
+    before = {name: (out / name).read_bytes() for name in ("config.yaml", "metrics.jsonl",
+                                                            "summary.json")}
+    proc = icegrt("sft", "run.name=demo", *TINY_SFT, "data.sources.0.kind=file",
+                  "data.sources.0.path=missing.jsonl", cwd=tmp_path, check=False)
+    assert proc.returncode == 2 and "missing.jsonl" in proc.stderr
+    assert {name: (out / name).read_bytes() for name in before} == before

@@ -137,3 +137,35 @@ def test_progress_without_a_terminal_prints_plain_lines_at_each_tenth() -> None:
     with StepProgress(Console(file=quiet, force_terminal=False), "sft", 20, enabled=False) as bar:
         bar.advance({"loss": 1.0})
     assert quiet.getvalue() == ""
+
+
+def test_a_failed_folder_write_leaves_the_earlier_folder_as_it_was(tmp_path: Path) -> None:
+    from icegrt_cli.atomic import writing_folder
+
+    final = tmp_path / "model"
+    with writing_folder(final) as folder:
+        (folder / "weights").write_text("first")
+    with pytest.raises(OSError, match="No space left"), writing_folder(final) as folder:
+        (folder / "weights").write_text("second, half")
+        raise OSError(28, "No space left on device")
+    assert (final / "weights").read_text() == "first"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]
+    with writing_folder(final) as folder:
+        (folder / "weights").write_text("second")
+    assert (final / "weights").read_text() == "second"
+
+
+def test_a_preset_is_rebuilt_when_its_settings_change(tmp_path: Path) -> None:
+    import json
+
+    from icegrt_cli.config import ModelConfig
+    from icegrt_cli.models import materialize
+
+    small = ModelConfig(hidden_size=32, num_layers=1, num_heads=2, intermediate_size=64)
+    folder = materialize(small, tmp_path / "init", seed=0)
+    built = (folder / "model.safetensors").stat().st_mtime_ns
+    assert materialize(small, tmp_path / "init", seed=0) == folder
+    assert (folder / "model.safetensors").stat().st_mtime_ns == built  # reused as it is
+    wider = ModelConfig(hidden_size=48, num_layers=1, num_heads=2, intermediate_size=64)
+    materialize(wider, tmp_path / "init", seed=0)
+    assert json.loads((folder / "config.json").read_text())["hidden_size"] == 48

@@ -8,6 +8,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from icegrt_cli.atomic import writing_folder
 from icegrt_cli.errors import ConfigError
 
 SUMMARY = "summary.json"
@@ -23,6 +24,13 @@ def stage_model(run_root: Path | None, stage: str, key: str) -> Path:
             f"{key}: not set, and run '{run_root}' has no finished {stage} stage ({path} missing)"
         )
     return path
+
+
+def save_model_folder(model: Any, tokenizer: Any, final: Path) -> None:
+    """A plain `save_pretrained` folder (weights and tokenizer), written atomically."""
+    with writing_folder(final) as folder:
+        model.save_pretrained(folder)
+        tokenizer.save_pretrained(folder)
 
 
 def write_summary(out_dir: Path, summary: dict[str, Any]) -> None:

@@ -64,9 +64,8 @@ def _task_config(cfg: EvalConfig, name: str) -> TaskConfig:
 
 
 def run(cfg: EvalConfig, out_dir: Path, run_root: Path | None) -> dict[str, Any]:
-    # 1. Runtime and config record.
+    # 1. Runtime.
     rt = setup_runtime(cfg.run)
-    save_run_config(cfg, out_dir)
 
     # 2. Tasks: every file read and checked before any model loads.
     tasks: list[Task] = [load_task(name, _task_config(cfg, name), cfg.limit, cfg.run.seed)
@@ -75,6 +74,9 @@ def run(cfg: EvalConfig, out_dir: Path, run_root: Path | None) -> dict[str, Any]
         raise ConfigError("tasks: empty; name at least one task")
 
     # 3. Checkpoints, and the reward model if one is given.
+    # Recorded only now that data and models are good: a failed command leaves an earlier
+    # run's config.yaml as it was.
+    save_run_config(cfg, out_dir)
     paths = resolve_checkpoints(cfg.model, run_root)
     labels = model_labels(paths)
     reward = None

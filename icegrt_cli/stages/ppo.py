@@ -60,7 +60,7 @@ from icegrt_cli.ppo.setup import (
 )
 from icegrt_cli.ppo.update import Learner, PtxLoss, ppo_update
 from icegrt_cli.reward.scoring import score_sequences
-from icegrt_cli.stages.common import resolve_model, write_summary
+from icegrt_cli.stages.common import resolve_model, save_model_folder, write_summary
 
 NEGATIVE_KL_PATIENCE = 5
 """Consecutive steps of negative mean KL before warning: the sampler and scorer disagree."""
@@ -104,10 +104,9 @@ def _check_ptx_data(cfg: DictConfig) -> None:
 
 
 def run(cfg: DictConfig, out_dir: Path, run_root: Path | None) -> dict[str, Any]:
-    # 1. Runtime, configs, tokenizers.
+    # 1. Runtime, tokenizers.
     check(cfg)
     rt = setup_runtime(cfg.run)
-    save_run_config(cfg, out_dir)
     policy_cfg = resolve_model(cfg.policy, run_root, "policy")
     rm_cfg = resolve_model(cfg.reward_model, run_root, "reward_model")
     tokenizer = load_tokenizer(policy_cfg)
@@ -146,6 +145,9 @@ def run(cfg: DictConfig, out_dir: Path, run_root: Path | None) -> dict[str, Any]
         model.to(rt.device)
 
     # 4. Optimisers, KL controller, running statistics; the step driver resumes them.
+    # Recorded only now that data and models are good: a failed command leaves an earlier
+    # run's config.yaml as it was.
+    save_run_config(cfg, out_dir)
     job = PPOJob(
         rt, cfg, tokenizer, rm_tokenizer, records, prompt_rows, eval_records,
         learner(actor, cfg.ppo.lr, cfg, cfg.ppo.steps),
@@ -173,10 +175,10 @@ def run(cfg: DictConfig, out_dir: Path, run_root: Path | None) -> dict[str, Any]
                # config.yaml keeps `from_stage`; these are the folders it resolved to.
                "models": {"policy": _where(policy_path), "reward_model": _where(rm_path)}}
     if rt.is_main:
-        job.unwrapped_actor.save_pretrained(out_dir / "model")
         tokenizer.padding_side = "right"
-        tokenizer.save_pretrained(out_dir / "model")
-        rt.accelerator.unwrap_model(job.critic.model).save_pretrained(out_dir / "critic")
+        save_model_folder(job.unwrapped_actor, tokenizer, out_dir / "model")
+        save_model_folder(rt.accelerator.unwrap_model(job.critic.model), tokenizer,
+                          out_dir / "critic")
         write_summary(out_dir, summary)
         rt.print(_before_after_table(job.before, done.last_eval))
     rt.accelerator.wait_for_everyone()

@@ -24,6 +24,7 @@ import torch
 from omegaconf import DictConfig
 from rich.table import Table
 
+from icegrt_cli.atomic import writing_folder
 from icegrt_cli.data.splits import load_splits
 from icegrt_cli.engine import StepOutput, fit, save_run_config, setup_runtime
 from icegrt_cli.errors import ConfigError, DataError
@@ -65,12 +66,11 @@ def held_out_figures(metrics: dict[str, float]) -> dict[str, float]:
 
 def run(cfg: DictConfig, out_dir: Path, run_root: Path | None) -> dict[str, Any]:
     started = time.perf_counter()
-    # 1. Config checks before any work, runtime, config record, the reward model's tokenizer.
+    # 1. Config checks before any work, runtime, the reward model's tokenizer.
     if cfg.calibration_size < 2:
         raise ConfigError(f"calibration_size: needs at least 2 scores, got {cfg.calibration_size}")
     model_cfg = _reward_model_config(cfg.reward_model, run_root)
     rt = setup_runtime(cfg.run)
-    save_run_config(cfg, out_dir)
     tokenizer = load_tokenizer(model_cfg)
 
     # 2. Data: pairs encoded per side, unusable pairs skipped and counted.
@@ -99,6 +99,9 @@ def run(cfg: DictConfig, out_dir: Path, run_root: Path | None) -> dict[str, Any]
         model.gradient_checkpointing_enable()
 
     # 4. Train.
+    # Recorded only now that data and models are good: a failed command leaves an earlier
+    # run's config.yaml as it was.
+    save_run_config(cfg, out_dir)
     step = partial(reward_step, margin=cfg.loss.margin, center_coef=cfg.loss.center_coef)
     result = fit(
         rt, model, train_set, PairCollator(tokenizer.pad_token_id), step,
@@ -129,10 +132,7 @@ def run(cfg: DictConfig, out_dir: Path, run_root: Path | None) -> dict[str, Any]
     model = rt.accelerator.unwrap_model(model)
     if rt.is_main:
         model_dir = out_dir / "model"
-        model.save_pretrained(model_dir)
-        tokenizer.save_pretrained(model_dir)
         stats = _calibrate(model, train_set, tokenizer.pad_token_id, cfg)
-        stats.save(model_dir)
         summary["reward_stats"] = {"mean": stats.mean, "std": stats.std, "count": stats.count}
         if any(source.kind == "demo" for source in cfg.data.sources):
             gold = demo_gold_agreement(model, tokenizer, cfg.run.seed, 2 * cfg.train.batch_size)
@@ -142,7 +142,11 @@ def run(cfg: DictConfig, out_dir: Path, run_root: Path | None) -> dict[str, Any]
             }
         held_out = {"pairs": len(eval_set), **figures}
         held_out |= {k: summary[k] for k in ("gold_agreement", "gold_pairs") if k in summary}
-        (model_dir / EVAL_FILE).write_text(json.dumps(held_out, indent=2))
+        with writing_folder(model_dir) as folder:
+            model.save_pretrained(folder)
+            tokenizer.save_pretrained(folder)
+            stats.save(folder)
+            (folder / EVAL_FILE).write_text(json.dumps(held_out, indent=2))
         summary["seconds"] = round(time.perf_counter() - started, 1)
         write_summary(out_dir, summary)
         rt.print(_summary_table(summary))

@@ -14,7 +14,7 @@ from icegrt_cli.engine import StepOutput, fit, save_run_config, setup_runtime
 from icegrt_cli.errors import DataError
 from icegrt_cli.lm import generate_responses, lm_loss_sum
 from icegrt_cli.models import load_causal_lm, load_tokenizer, materialize
-from icegrt_cli.stages.common import resolve_model, write_summary
+from icegrt_cli.stages.common import resolve_model, save_model_folder, write_summary
 
 
 def lm_step(model: Any, batch: dict[str, Any]) -> StepOutput:
@@ -31,9 +31,8 @@ def encode_all(
 
 
 def run(cfg: DictConfig, out_dir: Path, run_root: Path | None) -> dict[str, Any]:
-    # 1. Runtime, config record, tokenizer.
+    # 1. Runtime, tokenizer.
     rt = setup_runtime(cfg.run)
-    save_run_config(cfg, out_dir)
     model_cfg = resolve_model(cfg.model, run_root, "model")
     tokenizer = load_tokenizer(model_cfg)
 
@@ -55,6 +54,9 @@ def run(cfg: DictConfig, out_dir: Path, run_root: Path | None) -> dict[str, Any]
     model = load_causal_lm(init_path, model_cfg, tokenizer)
 
     # 4. Train.
+    # Recorded only now that data and models are good: a failed command leaves an earlier
+    # run's config.yaml as it was.
+    save_run_config(cfg, out_dir)
     collate = LMCollator(tokenizer.pad_token_id, per_example=cfg.loss_per == "example")
     result = fit(
         rt, model, train_set, collate, lm_step,
@@ -75,8 +77,7 @@ def run(cfg: DictConfig, out_dir: Path, run_root: Path | None) -> dict[str, Any]
     # 5. Save the final model and show what it learned.
     model = rt.accelerator.unwrap_model(model)
     if rt.is_main:
-        model.save_pretrained(out_dir / "model")
-        tokenizer.save_pretrained(out_dir / "model")
+        save_model_folder(model, tokenizer, out_dir / "model")
         _show_samples(rt, model, tokenizer, eval_records[: cfg.sample_prompts])
         write_summary(out_dir, summary)
     rt.print(
