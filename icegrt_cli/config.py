@@ -282,13 +282,26 @@ class PPOConfig:
 
 
 GENERAL_TASKS: tuple[str, ...] = (
-    "mmlu", "agieval", "bbh", "arc_easy", "arc_challenge", "hellaswag", "winogrande",
-    "race_middle", "race_high", "gsm8k", "math", "boolq",
+    "mmlu",
+    "agieval",
+    "bbh",
+    "arc_easy",
+    "arc_challenge",
+    "hellaswag",
+    "winogrande",
+    "race_middle",
+    "race_high",
+    "gsm8k",
+    "math",
+    "boolq",
 )
 """The paper's twelve general benchmarks."""
 
 DOMAIN_TASKS: tuple[str, ...] = (
-    "ad_moderation_valid", "ad_moderation_valid_sampled", "ad_moderation", "general_demo",
+    "ad_moderation_valid",
+    "ad_moderation_valid_sampled",
+    "ad_moderation",
+    "general_demo",
 )
 """The embedded demo: in-domain answers and analyses, and closed-world general skills."""
 
@@ -307,6 +320,8 @@ class TaskConfig:
     """Subjects / subtask files to read from a folder (MMLU, AGIEval, BBH, MATH); empty: all."""
     num_fewshot: int = 0
     """Solved examples placed before each question, drawn from the item's own subject."""
+    fewshot_sampler: str = "random"
+    """random: drawn from `run.seed` per item | first_n: the pool's first k (lm-eval's MMLU)."""
     limit: int | None = None
     """Evaluate only the first N items (overrides the global `limit`)."""
     metrics: list[str] = field(default_factory=list)
@@ -347,6 +362,7 @@ class EvalConfig:
     """Longest input in tokens; None: the model's max_position_embeddings (else 2048)."""
     save_predictions: bool = True
     """Write every item's prompt, prediction and per-item scores to predictions/<model>/."""
+
 
 @dataclass
 class PipelineConfig:

@@ -31,6 +31,7 @@ FIXTURES = Path(__file__).resolve().parent / "fixtures"
 TARGET_DELIMITER = " "
 FEWSHOT_DELIMITER = "\n\n"
 CHOICE_METRICS = ("acc", "acc_norm", "acc_bytes")
+SAMPLERS = ("random", "first_n")
 
 Scorer = Callable[[str, Item], dict[str, float]]
 """(generated text, item) -> per-item metric values."""
@@ -51,8 +52,10 @@ class Format:
 
 def _score_gsm8k(text: str, item: Item) -> dict[str, float]:
     target = gsm8k_target(item.target)
-    return {"exact_match": exact_match(extract_hash_answer(text), target),
-            "exact_match_flex": exact_match(extract_last_number(text), target)}
+    return {
+        "exact_match": exact_match(extract_hash_answer(text), target),
+        "exact_match_flex": exact_match(extract_last_number(text), target),
+    }
 
 
 def _score_math(text: str, item: Item) -> dict[str, float]:
@@ -74,10 +77,12 @@ FORMATS: dict[str, Format] = {
     "bbh": Format(formats.read_bbh, ("exact_match",), _score_bbh, folders=True),
     "gsm8k": Format(formats.read_gsm8k, ("exact_match", "exact_match_flex"), _score_gsm8k),
     "math": Format(formats.read_math, ("exact_match",), _score_math, folders=True),
-    "ad_moderation": Format(domain.read_ad_moderation, (*domain.AD_METRICS, "reward"),
-                            domain.score_ad, chat=True),
-    "general_demo": Format(domain.read_general_demo, ("acc", "reward"), domain.score_general,
-                           chat=True),
+    "ad_moderation": Format(
+        domain.read_ad_moderation, (*domain.AD_METRICS, "reward"), domain.score_ad, chat=True
+    ),
+    "general_demo": Format(
+        domain.read_general_demo, ("acc", "reward"), domain.score_general, chat=True
+    ),
 }
 
 
@@ -117,16 +122,23 @@ def load_task(name: str, cfg: TaskConfig, limit: int | None, seed: int) -> Task:
     key = f"task.{name}"
     fmt = FORMATS.get(cfg.format)
     if fmt is None:
-        raise ConfigError(f"{key}.format: unknown format '{cfg.format}' "
-                          f"(known: {', '.join(sorted(FORMATS))})")
+        raise ConfigError(
+            f"{key}.format: unknown format '{cfg.format}' (known: {', '.join(sorted(FORMATS))})"
+        )
     if cfg.subtasks and not fmt.folders:
         raise ConfigError(f"{key}.subtasks: the {cfg.format} format has no subtasks")
     if fmt.chat and cfg.num_fewshot:
         raise ConfigError(f"{key}.num_fewshot: chat tasks are zero-shot")
+    if cfg.fewshot_sampler not in SAMPLERS:
+        raise ConfigError(
+            f"{key}.fewshot_sampler: '{cfg.fewshot_sampler}' is not one of {list(SAMPLERS)}"
+        )
     unknown = [m for m in cfg.metrics if m not in fmt.metrics]
     if unknown:
-        raise ConfigError(f"{key}.metrics: {unknown} not computed by the {cfg.format} format "
-                          f"(it computes {list(fmt.metrics)})")
+        raise ConfigError(
+            f"{key}.metrics: {unknown} not computed by the {cfg.format} format "
+            f"(it computes {list(fmt.metrics)})"
+        )
     everything = fmt.read(resolve_path(cfg.path, f"{key}.path"), list(cfg.subtasks))
     cap = cfg.limit if cfg.limit is not None else limit
     items = everything[:cap] if cap is not None else everything
@@ -139,16 +151,25 @@ def load_task(name: str, cfg: TaskConfig, limit: int | None, seed: int) -> Task:
     by_group: dict[str, list[Item]] = {}
     for example in pool:
         by_group.setdefault(example.group, []).append(example)
-    shots = [_sample_shots(item, by_group.get(item.group) or pool, cfg.num_fewshot, rng)
-             for item in items]
+    shots = [
+        _shots(
+            item,
+            by_group.get(item.group) or pool,
+            cfg.num_fewshot,
+            rng if cfg.fewshot_sampler == "random" else None,
+        )
+        for item in items
+    ]
     return Task(name, cfg, fmt, items, shots, list(cfg.metrics or fmt.metrics))
 
 
-def _sample_shots(item: Item, candidates: list[Item], k: int, rng: random.Random) -> list[Item]:
-    """k examples, never the item itself: as the harness, draw k + 1 and drop the item."""
+def _shots(item: Item, candidates: list[Item], k: int, rng: random.Random | None) -> list[Item]:
+    """k examples, never the item itself: as the harness, take k + 1 (at random, or the first
+    ones when `rng` is None) and drop the item."""
     if k == 0:
         return []
-    drawn = rng.sample(candidates, min(k + 1, len(candidates)))
+    n = min(k + 1, len(candidates))
+    drawn = rng.sample(candidates, n) if rng is not None else candidates[:n]
     return [c for c in drawn if c != item][:k]
 
 
