@@ -316,6 +316,9 @@ class TaskConfig:
     file bundled under icegrt_cli/eval/fixtures, `demo:PART` a part of the bundled demo data."""
     fewshot_path: str | None = None
     """Where k-shot examples come from (the train / dev split); None: other items of `path`."""
+    benchmark: str | None = None
+    """The real set `icegrt benchmarks fetch` provides for this task; while `path` is the
+    bundled fixture, the fetched set (and its few-shot split) is read instead when present."""
     subtasks: list[str] = field(default_factory=list)
     """Subjects / subtask files to read from a folder (MMLU, AGIEval, BBH, MATH); empty: all."""
     num_fewshot: int = 0
@@ -355,6 +358,8 @@ class EvalConfig:
     task: dict[str, TaskConfig] = field(default_factory=dict)
     limit: int | None = None
     """Cap on items per task (a task's own `limit` wins); None: all."""
+    subsample: bool = False
+    """Under a limit, a random draw of the items from `run.seed` instead of the first ones."""
     batch_size: int = 32
     """Sequences per forward pass (log-likelihood continuations or generations)."""
     max_new_tokens: int = 96

@@ -42,7 +42,11 @@ def test_every_task_ships_a_config():
 def test_shipped_task_config_composes_and_loads(path: Path):
     task = load_task(path.stem, task_cfg(path.stem), limit=None, seed=0)
     assert task.items and len(task.shots) == len(task.items)
-    assert all(len(shots) == task.cfg.num_fewshot for shots in task.shots)
+    # fixtures hold fewer solved examples than the harness's 5-shot tasks ask for
+    assert all(
+        min(task.cfg.num_fewshot, 1) <= len(shots) <= task.cfg.num_fewshot for shots in task.shots
+    )
+    assert task.source.fixture == task.cfg.path.startswith("fixture:")
     assert set(task.metrics) <= set(task.fmt.metrics)
 
 
@@ -78,7 +82,7 @@ def load(name: str, **changes):
 
 
 def test_mmlu_loader_and_prompt():
-    task = load("mmlu")
+    task = load("mmlu", num_fewshot=1)
     assert len(task.items) == 10 and {i.group for i in task.items} == {
         "astronomy",
         "elementary_mathematics",
@@ -159,7 +163,7 @@ def test_winogrande_partial_scoring_requests():
         ("The soup was too hot to eat, so Maria waited for the soup", " to cool down."),
         ("The soup was too hot to eat, so Maria waited for the Maria", " to cool down."),
     ]
-    shot_task = load("winogrande")
+    shot_task = load("winogrande", num_fewshot=1)
     shot = shot_task.shots[0][0]
     assert choice_requests(shot_task, 0)[0][0].startswith(
         shot.choices[shot.gold] + " " + shot.target + "\n\n"
@@ -182,7 +186,7 @@ def test_gsm8k_loader():
     task = load("gsm8k")
     assert len(task.items) == 8 and task.items[6].target.endswith("#### 3,750")
     prompt = generation_prompt(task, 0)
-    assert prompt.count("####") == 2 and prompt.endswith(
+    assert prompt.count("####") == 3 and prompt.endswith(  # 5-shot; the fixture has 3
         "pen for $2. How much does she spend?\nAnswer:"
     )
 
@@ -270,21 +274,23 @@ def test_arc_reads_the_hub_layout_from_jsonl_parquet_and_save_to_disk(tmp_path):
         )
 
 
-def test_mmlu_reads_hub_records_per_subject_with_first_n_dev_shots(tmp_path):
-    def rows(subject: str, split: str, n: int) -> list[dict]:
-        return [
-            {
-                "question": f"{subject} {split} q{i}",
-                "subject": subject,
-                "choices": ["w", "x", "y", "z"],
-                "answer": i % 4,
-            }
-            for i in range(n)
-        ]
+def mmlu_rows(subject: str, split: str, n: int) -> list[dict]:
+    """MMLU records in the hub layout, `<subject> <split> <i>?` with answer i mod 4."""
+    return [
+        {
+            "question": f"{subject} {split} {i}?",
+            "subject": subject,
+            "choices": ["w", "x", "y", "z"],
+            "answer": i % 4,
+        }
+        for i in range(n)
+    ]
 
+
+def test_mmlu_reads_hub_records_per_subject_with_first_n_dev_shots(tmp_path):
     for subject in ("anatomy", "virology"):
-        jsonl(tmp_path / "test" / f"{subject}.jsonl", rows(subject, "test", 3))
-        jsonl(tmp_path / "dev" / f"{subject}.jsonl", rows(subject, "dev", 6))
+        jsonl(tmp_path / "test" / f"{subject}.jsonl", mmlu_rows(subject, "test", 3))
+        jsonl(tmp_path / "dev" / f"{subject}.jsonl", mmlu_rows(subject, "dev", 6))
     cfg = TaskConfig(
         format="mmlu",
         path=str(tmp_path / "test"),
@@ -296,10 +302,10 @@ def test_mmlu_reads_hub_records_per_subject_with_first_n_dev_shots(tmp_path):
     task = load_task("mmlu", cfg, None, seed=3)
     assert [i.id for i in task.items] == ["virology-0", "virology-1", "virology-2"]
     assert task.items[2].gold == 2 and task.items[2].query == (
-        "virology test q2\nA. w\nB. x\nC. y\nD. z\nAnswer:"
+        "virology test 2?\nA. w\nB. x\nC. y\nD. z\nAnswer:"
     )
     assert all(
-        [s.query.split("\n")[0] for s in shots] == [f"virology dev q{i}" for i in range(5)]
+        [s.query.split("\n")[0] for s in shots] == [f"virology dev {i}?" for i in range(5)]
         for shots in task.shots
     )
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from icegrt_cli.config import TaskConfig
 from icegrt_cli.errors import ConfigError
 from icegrt_cli.eval import domain, formats
+from icegrt_cli.eval.benchmarks import Source, display_name, resolve_source
 from icegrt_cli.eval.formats import Item, Reader
 from icegrt_cli.eval.metrics import (
     exact_match,
@@ -111,14 +112,28 @@ class Task:
     shots: list[list[Item]]
     metrics: list[str]
     """Reported metrics, in order."""
+    source: Source
+    total: int
+    """Items in the source; more than `len(items)` under a limit."""
 
     @property
     def is_generation(self) -> bool:
         return self.fmt.score is not None
 
+    @property
+    def label(self) -> str:
+        """The name a score is shown under: fixture-backed tasks say so."""
+        return display_name(self.name, self.source, len(self.items))
 
-def load_task(name: str, cfg: TaskConfig, limit: int | None, seed: int) -> Task:
-    """Read and check a task's files; errors name the config key or the file and line."""
+
+def load_task(
+    name: str, cfg: TaskConfig, limit: int | None, seed: int, subsample: bool = False
+) -> Task:
+    """Read and check a task's files; errors name the config key or the file and line.
+
+    Under a limit the first items are kept, as the harness's `--limit` does, or with
+    `subsample` a seeded random draw (MMLU's first items are all one subject).
+    """
     key = f"task.{name}"
     fmt = FORMATS.get(cfg.format)
     if fmt is None:
@@ -139,14 +154,24 @@ def load_task(name: str, cfg: TaskConfig, limit: int | None, seed: int) -> Task:
             f"{key}.metrics: {unknown} not computed by the {cfg.format} format "
             f"(it computes {list(fmt.metrics)})"
         )
-    everything = fmt.read(resolve_path(cfg.path, f"{key}.path"), list(cfg.subtasks))
+    source = resolve_source(cfg)
+    everything = fmt.read(resolve_path(source.path, f"{key}.path"), list(cfg.subtasks))
     cap = cfg.limit if cfg.limit is not None else limit
-    items = everything[:cap] if cap is not None else everything
+    kept = range(len(everything))
+    if cap is not None and cap < len(everything):
+        kept = (
+            sorted(random.Random(f"{seed}:{name}:subsample").sample(kept, cap))
+            if subsample
+            else kept[:cap]
+        )
+    items = [everything[i] for i in kept]
     if not items:
-        raise ConfigError(f"{key}: no items to evaluate in {cfg.path}")
+        raise ConfigError(f"{key}: no items to evaluate in {source.path}")
     pool = everything
-    if cfg.fewshot_path and cfg.num_fewshot:
-        pool = fmt.read(resolve_path(cfg.fewshot_path, f"{key}.fewshot_path"), list(cfg.subtasks))
+    if source.fewshot_path and cfg.num_fewshot:
+        pool = fmt.read(
+            resolve_path(source.fewshot_path, f"{key}.fewshot_path"), list(cfg.subtasks)
+        )
     rng = random.Random(f"{seed}:{name}")
     by_group: dict[str, list[Item]] = {}
     for example in pool:
@@ -160,7 +185,9 @@ def load_task(name: str, cfg: TaskConfig, limit: int | None, seed: int) -> Task:
         )
         for item in items
     ]
-    return Task(name, cfg, fmt, items, shots, list(cfg.metrics or fmt.metrics))
+    return Task(
+        name, cfg, fmt, items, shots, list(cfg.metrics or fmt.metrics), source, len(everything)
+    )
 
 
 def _shots(item: Item, candidates: list[Item], k: int, rng: random.Random | None) -> list[Item]:
