@@ -26,8 +26,12 @@ from typing import Any
 from icegrt_cli.eval.benchmarks import benchmarks_dir, read_manifest
 from icegrt_cli.eval.metrics import argmax
 
-HARNESS_TASK = {"arc_easy": "arc_easy", "arc_challenge": "arc_challenge", "hellaswag": "hellaswag"}
-"""icegrt task -> lm-eval task whose definition is included (prompt, target, choices)."""
+HARNESS_TASK = {
+    "arc_easy": "arc/arc_easy.yaml",
+    "arc_challenge": "arc/arc_challenge.yaml",
+    "hellaswag": "hellaswag/hellaswag.yaml",
+}
+"""icegrt task -> lm-eval's own definition (prompt, target, choices), below its `tasks/`."""
 OFFLINE = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
 
 
@@ -39,7 +43,7 @@ def checked(command: list[str]) -> None:
 
 
 def harness_task_file(lm_eval: Path, task: str) -> Path:
-    """Where lm-eval's own yaml for `task` lies in its venv."""
+    """Where lm-eval's own yaml for icegrt's `task` lies in its venv."""
     python = lm_eval.parent / "python"
     found = subprocess.run(
         [
@@ -51,8 +55,7 @@ def harness_task_file(lm_eval: Path, task: str) -> Path:
         text=True,
         check=True,
     ).stdout.strip()
-    folder = {"arc_easy": "arc", "arc_challenge": "arc", "hellaswag": "hellaswag"}[task]
-    return Path(found) / folder / f"{task}.yaml"
+    return Path(found) / HARNESS_TASK[task]
 
 
 def write_task_files(lm_eval: Path, tasks: list[str], data: Path, out: Path) -> list[str]:
@@ -63,7 +66,7 @@ def write_task_files(lm_eval: Path, tasks: list[str], data: Path, out: Path) -> 
     out.mkdir(parents=True, exist_ok=True)
     names = []
     for task in tasks:
-        harness = harness_task_file(lm_eval, HARNESS_TASK[task])
+        harness = harness_task_file(lm_eval, task)
         split = "test" if task.startswith("arc") else "validation"
         name = f"icegrt_{task}"
         text = "\n".join(

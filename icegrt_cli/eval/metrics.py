@@ -17,8 +17,8 @@ How agreement was checked: each rule above was restated from the harness source 
 then pinned by hand-worked examples in tests/test_eval_metrics.py (a case where acc and
 acc_norm disagree, one where characters and bytes disagree, strict vs flexible GSM8K, the MATH
 normalisations); the context / continuation split and the summed log-probs are compared with
-a direct, unpadded forward pass in tests/test_eval_loglik.py. The harness is not a dependency,
-so no side-by-side run is part of the tests.
+a direct, unpadded forward pass in tests/test_eval_loglik.py. The harness is not a dependency;
+benchmarks/lm_eval_agreement.py runs it side by side on the same model and items.
 """
 
 from __future__ import annotations
