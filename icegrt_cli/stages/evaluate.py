@@ -121,7 +121,7 @@ def run(cfg: EvalConfig, out_dir: Path, run_root: Path | None) -> dict[str, Any]
                     "values": outcome.values,
                     "stderr": outcome.stderr,
                     "seconds": round(outcome.seconds, 3),
-                    "items_per_second": speed and round(speed, 3),
+                    "items_per_second": round(speed, 3) if speed else None,
                 }
                 rt.print(task_line(task, bars.prefix + task.label, outcome, speed))
                 if cfg.save_predictions:
