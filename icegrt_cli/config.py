@@ -367,13 +367,26 @@ class PPOConfig:
 
 
 GENERAL_TASKS: tuple[str, ...] = (
-    "mmlu", "agieval", "bbh", "arc_easy", "arc_challenge", "hellaswag", "winogrande",
-    "race_middle", "race_high", "gsm8k", "math", "boolq",
+    "mmlu",
+    "agieval",
+    "bbh",
+    "arc_easy",
+    "arc_challenge",
+    "hellaswag",
+    "winogrande",
+    "race_middle",
+    "race_high",
+    "gsm8k",
+    "math",
+    "boolq",
 )
 """The paper's twelve general benchmarks."""
 
 DOMAIN_TASKS: tuple[str, ...] = (
-    "ad_moderation_valid", "ad_moderation_valid_sampled", "ad_moderation", "general_demo",
+    "ad_moderation_valid",
+    "ad_moderation_valid_sampled",
+    "ad_moderation",
+    "general_demo",
 )
 """The embedded demo: in-domain answers and analyses, and closed-world general skills."""
 
@@ -388,10 +401,15 @@ class TaskConfig:
     file bundled under icegrt_cli/eval/fixtures, `demo:PART` a part of the bundled demo data."""
     fewshot_path: str | None = None
     """Where k-shot examples come from (the train / dev split); None: other items of `path`."""
+    benchmark: str | None = None
+    """The real set `icegrt benchmarks fetch` provides for this task; while `path` is the
+    bundled fixture, the fetched set (and its few-shot split) is read instead when present."""
     subtasks: list[str] = field(default_factory=list)
     """Subjects / subtask files to read from a folder (MMLU, AGIEval, BBH, MATH); empty: all."""
     num_fewshot: int = 0
     """Solved examples placed before each question, drawn from the item's own subject."""
+    fewshot_sampler: str = one_of("random", "first_n")
+    """random: drawn from `run.seed` per item | first_n: the pool's first k (lm-eval's MMLU)."""
     limit: int | None = None
     """Evaluate only the first N items (overrides the global `limit`)."""
     metrics: list[str] = field(default_factory=list)
@@ -428,6 +446,8 @@ class EvalConfig:
     """Every known task's settings, `conf/task/<name>.yaml`, placed by the eval stage."""
     limit: int | None = None
     """Cap on items per task (a task's own `limit` wins); None: all."""
+    subsample: bool = False
+    """Under a limit, a random draw of the items from `run.seed` instead of the first ones."""
     batch_size: int = 32
     """Sequences per forward pass (log-likelihood continuations or generations)."""
     max_new_tokens: int = 96

@@ -21,3 +21,7 @@ class RunInterrupted(IcegrtError):
     """The user stopped a run; the work so far was checkpointed."""
 
     exit_code = 130
+
+
+class FetchError(IcegrtError):
+    """Benchmark data could not be downloaded; the message says how to bring it by hand."""

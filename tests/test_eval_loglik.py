@@ -28,8 +28,11 @@ class CharTokenizer:
 
     bos_token_id, eos_token_id = 0, 1
 
-    def __call__(self, text: str, add_special_tokens: bool = False):
-        ids, i = [], 0
+    def __init__(self, adds_bos: bool = False) -> None:
+        self.adds_bos = adds_bos
+
+    def __call__(self, text: str, add_special_tokens: bool = True):
+        ids, i = [0] if add_special_tokens and self.adds_bos else [], 0
         while i < len(text):
             if text.startswith("ab", i):
                 ids.append(2)
@@ -45,7 +48,9 @@ def test_encode_pair_moves_trailing_space_and_splits_the_joined_encoding(tiny_lm
     context, continuation = encode_pair(tokenizer, "Question: is water blue?\nAnswer: ", "yes")
     assert context == encode(tokenizer, "Question: is water blue?\nAnswer:")
     assert context + continuation == encode(tokenizer, "Question: is water blue?\nAnswer: yes")
-    assert continuation == encode(tokenizer, "Question: is water blue?\nAnswer: yes")[len(context):]
+    assert (
+        continuation == encode(tokenizer, "Question: is water blue?\nAnswer: yes")[len(context) :]
+    )
 
 
 def test_encode_pair_falls_back_when_a_token_spans_the_boundary():
@@ -56,6 +61,14 @@ def test_encode_pair_falls_back_when_a_token_spans_the_boundary():
     assert encode_pair(tokenizer, "x ", "ab") == ([ord("x")], [ord(" "), 2])
     # an empty context is replaced by BOS
     assert encode_pair(tokenizer, "", "ab") == ([0], [2])
+
+
+def test_encode_pair_starts_with_bos_exactly_when_the_tokenizer_adds_it():
+    with_bos = CharTokenizer(adds_bos=True)
+    assert encode_pair(with_bos, "x ", "ab") == ([0, ord("x")], [ord(" "), 2])
+    assert encode_pair(with_bos, "xa", "b") == ([0, ord("x"), ord("a")], [ord("b")])
+    assert encode_pair(with_bos, "", "ab") == ([0], [2])  # never BOS twice
+    assert encode_pair(CharTokenizer(), "x ", "ab") == ([ord("x")], [ord(" "), 2])
 
 
 def test_loglikelihoods_match_a_direct_forward_pass(tiny_lm):
@@ -72,14 +85,15 @@ def test_loglikelihoods_match_a_direct_forward_pass(tiny_lm):
     want = [direct_loglik(model, *encode_pair(tokenizer, c, x)) for c, x in requests]
     assert got == pytest.approx(want, abs=1e-4)
     assert got == pytest.approx(
-        loglikelihoods(model, tokenizer, requests, batch_size=1, max_length=512), abs=1e-4)
+        loglikelihoods(model, tokenizer, requests, batch_size=1, max_length=512), abs=1e-4
+    )
 
 
 def test_loglikelihood_hand_example(tiny_lm):
     """One request written out token by token: sum of log p(cont_t | everything before)."""
     model, tokenizer = tiny_lm
     ctx = encode(tokenizer, "Answer:")
-    cont = encode(tokenizer, "Answer: yes")[len(ctx):]
+    cont = encode(tokenizer, "Answer: yes")[len(ctx) :]
     ids = torch.tensor([ctx + cont])
     with torch.no_grad():
         logits = model(ids).logits[0]
@@ -95,9 +109,10 @@ def test_long_inputs_are_cut_from_the_left(tiny_lm):
     context = "the water is blue and the fire is red " * 20
     ctx, cont = encode_pair(tokenizer, context, " because")
     max_length = 24
-    kept = ctx[-(max_length + 1 - len(cont)):]
-    got = loglikelihoods(model, tokenizer, [(context, " because")], batch_size=2,
-                         max_length=max_length)
+    kept = ctx[-(max_length + 1 - len(cont)) :]
+    got = loglikelihoods(
+        model, tokenizer, [(context, " because")], batch_size=2, max_length=max_length
+    )
     assert len(kept) + len(cont) - 1 == max_length
     assert got[0] == pytest.approx(direct_loglik(model, kept, cont), abs=1e-4)
     with pytest.raises(DataError, match="longer than max_length"):
@@ -108,8 +123,14 @@ def test_progress_reports_batches(tiny_lm):
     model, tokenizer = tiny_lm
     seen = []
     requests = [(f"Answer {i}:", " yes") for i in range(5)] + [("Answer 0:", " no")]
-    loglikelihoods(model, tokenizer, requests, batch_size=2, max_length=512,
-                   progress=lambda done, total: seen.append((done, total)))
+    loglikelihoods(
+        model,
+        tokenizer,
+        requests,
+        batch_size=2,
+        max_length=512,
+        progress=lambda done, total: seen.append((done, total)),
+    )
     assert seen == [(1, 3), (2, 3), (3, 3)]  # the two "Answer 0:" rows share one batch
 
 
@@ -134,13 +155,17 @@ def test_stop_criterion_looks_only_at_generated_text(tiny_lm):
 def test_generate_is_greedy_batched_and_stops(tiny_lm):
     model, tokenizer = tiny_lm
     prompts = [encode(tokenizer, text) for text in ("The cat is", "A dog", "Question: total")]
-    alone = [generate(model, tokenizer, [p], max_new_tokens=8, stop=[], batch_size=1,
-                      max_length=512)[0] for p in prompts]
-    batched = generate(model, tokenizer, prompts, max_new_tokens=8, stop=[], batch_size=3,
-                       max_length=512)
+    alone = [
+        generate(model, tokenizer, [p], max_new_tokens=8, stop=[], batch_size=1, max_length=512)[0]
+        for p in prompts
+    ]
+    batched = generate(
+        model, tokenizer, prompts, max_new_tokens=8, stop=[], batch_size=3, max_length=512
+    )
     assert batched == alone  # left padding does not change greedy answers
     stop = alone[0][2:4]
     assert len(stop) == 2
-    cut = generate(model, tokenizer, prompts[:1], max_new_tokens=8, stop=[stop], batch_size=1,
-                   max_length=512)[0]
+    cut = generate(
+        model, tokenizer, prompts[:1], max_new_tokens=8, stop=[stop], batch_size=1, max_length=512
+    )[0]
     assert cut == alone[0][: alone[0].find(stop)]

@@ -39,8 +39,9 @@ def eval_config(paths: list[Path], tasks: list[str], **changes) -> EvalConfig:
     cfg.model.paths = [str(p) for p in paths]
     cfg.tasks = tasks
     for name in tasks:
-        cfg.task[name] = OmegaConf.merge(OmegaConf.structured(TaskConfig),
-                                         OmegaConf.load(CONF / f"{name}.yaml"))
+        cfg.task[name] = OmegaConf.merge(
+            OmegaConf.structured(TaskConfig), OmegaConf.load(CONF / f"{name}.yaml")
+        )
         cfg.task[name].limit = 3
         cfg.task[name].max_new_tokens = 8
     cfg.run.progress = False
@@ -51,8 +52,7 @@ def eval_config(paths: list[Path], tasks: list[str], **changes) -> EvalConfig:
 
 def test_two_checkpoints_side_by_side(tiny_model_dir, second_model_dir, tmp_path, capsys):
     tasks = ["ad_moderation", "general_demo", "arc_easy", "winogrande", "gsm8k"]
-    cfg = eval_config([tiny_model_dir, second_model_dir], tasks,
-                      reward_model=str(tiny_model_dir))
+    cfg = eval_config([tiny_model_dir, second_model_dir], tasks, reward_model=str(tiny_model_dir))
     results = run(cfg, tmp_path, None)
 
     labels = list(results["models"])
@@ -66,8 +66,13 @@ def test_two_checkpoints_side_by_side(tiny_model_dir, second_model_dir, tmp_path
             assert set(values) == set(entry["metrics"]), name  # reward included: RM given
             rows = (tmp_path / "predictions" / label / f"{name}.jsonl").read_text().splitlines()
             assert len(rows) == 3 and "metrics" in json.loads(rows[0])
-    assert set(results["tasks"]["ad_moderation"]["metrics"]) >= {"gold", "verdict_acc", "recall",
-                                                                 "hallucinated", "reward"}
+    assert set(results["tasks"]["ad_moderation"]["metrics"]) >= {
+        "gold",
+        "verdict_acc",
+        "recall",
+        "hallucinated",
+        "reward",
+    }
     out = capsys.readouterr().out
     assert "ad_moderation" in out and "exact_match_flex" in out
     assert "(+" in out or "(-" in out  # deltas of the second model to the first
@@ -77,14 +82,48 @@ def test_two_checkpoints_side_by_side(tiny_model_dir, second_model_dir, tmp_path
 def test_predictions_hold_what_was_scored(tiny_model_dir, tmp_path):
     run(eval_config([tiny_model_dir], ["arc_easy", "bbh"]), tmp_path, None)
     label = model_labels([str(tiny_model_dir)])[0]
-    arc = [json.loads(line) for line in
-           (tmp_path / "predictions" / label / "arc_easy.jsonl").read_text().splitlines()]
+    arc = [
+        json.loads(line)
+        for line in (tmp_path / "predictions" / label / "arc_easy.jsonl").read_text().splitlines()
+    ]
     first = arc[0]
     assert first["context"].endswith("Question: Which state of matter has a fixed shape?\nAnswer:")
     assert first["prediction"] == max(range(4), key=lambda i: first["loglik"][i])
     assert first["metrics"]["acc"] == float(first["prediction"] == first["gold"])
     bbh = json.loads((tmp_path / "predictions" / label / "bbh.jsonl").read_text().splitlines()[0])
     assert bbh["prompt"].endswith("\nA:") and "\n\n" not in bbh["prediction"]
+
+
+def test_fixture_backed_tasks_are_marked_and_each_task_prints_its_line(
+    tiny_model_dir, tmp_path, capsys
+):
+    own = tmp_path / "boolq.jsonl"
+    own.write_text(
+        "".join(
+            json.dumps({"question": f"is {i} even", "passage": f"{i}.", "answer": i % 2 == 0})
+            + "\n"
+            for i in range(6)
+        )
+    )
+    cfg = eval_config([tiny_model_dir], ["arc_easy", "boolq"], subsample=True)
+    cfg.task.boolq.path = str(own)
+    cfg.task.boolq.limit = 4
+    results = run(cfg, tmp_path / "out", None)
+    arc, boolq = results["tasks"]["arc_easy"], results["tasks"]["boolq"]
+    assert (arc["label"], arc["fixture"], arc["source"]) == (
+        "arc_easy (fixture, 3 items)",
+        True,
+        "fixture",
+    )
+    assert (boolq["label"], boolq["fixture"], boolq["n"], boolq["of"]) == ("boolq", False, 4, 6)
+    assert results["settings"]["subsample"] is True
+    out = capsys.readouterr().out
+    assert "arc_easy (fixture, 3 items): 3 of 8 items from fixture  acc " in out
+    line = out[out.index("boolq: 4 of 6 items from") :]
+    line = line[: line.index("items/s")]  # rich may wrap the long path
+    assert own.name in line and line.count("acc ") == 1 and line.count("±") == 1
+    [label] = results["models"]
+    assert boolq["scores"][label]["items_per_second"] > 0
 
 
 def test_bad_task_file_fails_before_any_model_loads(tmp_path):

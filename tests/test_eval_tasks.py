@@ -27,8 +27,9 @@ TASK_FILES = sorted((CONF / "task").glob("*.yaml"))
 
 def task_cfg(name: str) -> TaskConfig:
     """A shipped task file merged onto the schema, as Hydra composes it."""
-    merged = OmegaConf.merge(OmegaConf.structured(TaskConfig), OmegaConf.load(CONF / "task" /
-                                                                              f"{name}.yaml"))
+    merged = OmegaConf.merge(
+        OmegaConf.structured(TaskConfig), OmegaConf.load(CONF / "task" / f"{name}.yaml")
+    )
     return OmegaConf.to_object(merged)
 
 
@@ -41,22 +42,32 @@ def test_every_task_ships_a_config():
 def test_shipped_task_config_composes_and_loads(path: Path):
     task = load_task(path.stem, task_cfg(path.stem), limit=None, seed=0)
     assert task.items and len(task.shots) == len(task.items)
-    assert all(len(shots) == task.cfg.num_fewshot for shots in task.shots)
+    # fixtures hold fewer solved examples than the harness's 5-shot tasks ask for
+    assert all(
+        min(task.cfg.num_fewshot, 1) <= len(shots) <= task.cfg.num_fewshot for shots in task.shots
+    )
+    assert task.source.fixture == task.cfg.path.startswith("fixture:")
     assert set(task.metrics) <= set(task.fmt.metrics)
 
 
 def test_eval_yaml_composes_with_overrides():
     ConfigStore.instance().store(name="eval_schema", node=EvalConfig)
-    overrides = ["tasks=[ad_moderation,arc_easy]", "task.gsm8k.path=/data/gsm8k/test.jsonl",
-                 "task.gsm8k.num_fewshot=5", "model.paths=[a,b]"]
+    overrides = [
+        "tasks=[ad_moderation,arc_easy]",
+        "task.gsm8k.path=/data/gsm8k/test.jsonl",
+        "task.gsm8k.num_fewshot=5",
+        "model.paths=[a,b]",
+    ]
     with initialize_config_dir(str(CONF), version_base="1.3"):
         cfg = compose("eval", overrides=overrides)
     assert list(cfg.tasks) == ["ad_moderation", "arc_easy"]
     assert set(cfg.task) == {*GENERAL_TASKS, *DOMAIN_TASKS}
     assert cfg.task.gsm8k.path == "/data/gsm8k/test.jsonl" and cfg.task.gsm8k.num_fewshot == 5
     assert list(cfg.model.paths) == ["a", "b"]
-    with initialize_config_dir(str(CONF), version_base="1.3"), \
-            pytest.raises(ConfigCompositionException, match="num_fewshott"):
+    with (
+        initialize_config_dir(str(CONF), version_base="1.3"),
+        pytest.raises(ConfigCompositionException, match="num_fewshott"),
+    ):
         compose("eval", overrides=["task.gsm8k.num_fewshott=5"])
 
 
@@ -71,9 +82,11 @@ def load(name: str, **changes):
 
 
 def test_mmlu_loader_and_prompt():
-    task = load("mmlu")
+    task = load("mmlu", num_fewshot=1)
     assert len(task.items) == 10 and {i.group for i in task.items} == {
-        "astronomy", "elementary_mathematics"}
+        "astronomy",
+        "elementary_mathematics",
+    }
     item = task.items[0]
     assert item.choices == ("A", "B", "C", "D") and item.gold == 1
     assert item.query.startswith("Roughly how long") and item.query.endswith("D. 8 days\nAnswer:")
@@ -82,7 +95,12 @@ def test_mmlu_loader_and_prompt():
     assert shot.group == "astronomy"  # shots from the same subject's dev file
     assert context == (
         "The following are multiple choice questions (with answers) about astronomy.\n\n"
-        + shot.query + " " + shot.target + "\n\n" + item.query)
+        + shot.query
+        + " "
+        + shot.target
+        + "\n\n"
+        + item.query
+    )
     assert continuation == " B"
 
 
@@ -90,9 +108,11 @@ def test_agieval_loader_builds_harness_query():
     task = load("agieval")
     assert len(task.items) == 16 and len({i.group for i in task.items}) == 8
     aqua = next(i for i in task.items if i.group == "aqua-rat")
-    assert aqua.query == ("Q: A shop sells pens at 3 for $2. How much do 12 pens cost? Answer "
-                          "Choices: (A)$6 (B)$8 (C)$9 (D)$10 (E)$12\nA: Among A through E, "
-                          "the answer is")
+    assert aqua.query == (
+        "Q: A shop sells pens at 3 for $2. How much do 12 pens cost? Answer "
+        "Choices: (A)$6 (B)$8 (C)$9 (D)$10 (E)$12\nA: Among A through E, "
+        "the answer is"
+    )
     assert aqua.choices[aqua.gold] == "(B)$8"
     sat = next(i for i in task.items if i.group == "sat-en")
     assert sat.query.startswith("Mara had always") and "lighthouse.Q: " not in sat.query
@@ -129,8 +149,10 @@ def test_hellaswag_loader_cleans_wikihow_tags():
     item = next(i for i in task.items if i.id == "15")
     # as in the harness, the removed "[step]" leaves a trailing space, which the
     # log-likelihood split then moves onto the continuation
-    assert item.query == "Personal Care and Style: How to tie a scarf. Drape the scarf around " \
-                         "your neck. "
+    assert (
+        item.query == "Personal Care and Style: How to tie a scarf. Drape the scarf around "
+        "your neck. "
+    )
     assert item.gold == 0 and len(item.choices) == 4
 
 
@@ -141,10 +163,11 @@ def test_winogrande_partial_scoring_requests():
         ("The soup was too hot to eat, so Maria waited for the soup", " to cool down."),
         ("The soup was too hot to eat, so Maria waited for the Maria", " to cool down."),
     ]
-    shot_task = load("winogrande")
+    shot_task = load("winogrande", num_fewshot=1)
     shot = shot_task.shots[0][0]
     assert choice_requests(shot_task, 0)[0][0].startswith(
-        shot.choices[shot.gold] + " " + shot.target + "\n\n")
+        shot.choices[shot.gold] + " " + shot.target + "\n\n"
+    )
 
 
 def test_race_loaders_answer_earlier_questions_in_context():
@@ -154,7 +177,8 @@ def test_race_loaders_answer_earlier_questions_in_context():
     article = json.loads(resolve_path("fixture:race/test/middle/1.txt", "k").read_text())
     assert item.query == (
         f"Article: {article['article']}\n\nQuestion: What does Lucy do every morning?\n"
-        "Answer: She feeds the hens.\nLucy likes the market because  _  .")
+        "Answer: She feeds the hens.\nLucy likes the market because  _  ."
+    )
     assert item.target == "she can talk with many people"
 
 
@@ -162,16 +186,18 @@ def test_gsm8k_loader():
     task = load("gsm8k")
     assert len(task.items) == 8 and task.items[6].target.endswith("#### 3,750")
     prompt = generation_prompt(task, 0)
-    assert prompt.count("####") == 2 and prompt.endswith("pen for $2. How much does she spend?"
-                                                         "\nAnswer:")
+    assert prompt.count("####") == 3 and prompt.endswith(  # 5-shot; the fixture has 3
+        "pen for $2. How much does she spend?\nAnswer:"
+    )
 
 
 def test_math_loader_reads_subject_folders():
     task = load("math")
     assert len(task.items) == 8 and {i.group for i in task.items} == {"algebra", "prealgebra"}
     assert {i.target for i in task.items} >= {"4x+4", "\\frac{1}{2}", "70^\\circ"}
-    assert all(s.group == i.group for i, shots in zip(task.items, task.shots, strict=True)
-               for s in shots)
+    assert all(
+        s.group == i.group for i, shots in zip(task.items, task.shots, strict=True) for s in shots
+    )
     one = load_task("m", TaskConfig(format="math", path="fixture:math/test/algebra"), None, 0)
     assert len(one.items) == 4 and one.items[0].group == "algebra"
 
@@ -179,10 +205,10 @@ def test_math_loader_reads_subject_folders():
 def test_boolq_loader():
     task = load("boolq", num_fewshot=0)
     assert len(task.items) == 8
-    assert choice_requests(task, 1)[1] == (
-        task.items[1].query, " yes") and task.items[1].gold == 0
-    assert task.items[0].query.endswith("\nQuestion: does water boil at 100 degrees celsius at "
-                                        "sea level?\nAnswer:")
+    assert choice_requests(task, 1)[1] == (task.items[1].query, " yes") and task.items[1].gold == 0
+    assert task.items[0].query.endswith(
+        "\nQuestion: does water boil at 100 degrees celsius at sea level?\nAnswer:"
+    )
 
 
 def test_domain_loaders():
@@ -190,7 +216,8 @@ def test_domain_loaders():
     assert len(ads.items) == 300 and ads.items[0].meta["gold"]["verdict"] in ("approve", "reject")
     valid = load("ad_moderation_valid")
     assert len(valid.items) == 300 and {i.query for i in valid.items}.isdisjoint(
-        i.query for i in ads.items)
+        i.query for i in ads.items
+    )
     assert len(general.items) == 100 and general.items[0].target
 
 
@@ -204,19 +231,109 @@ def test_fewshot_without_a_split_never_uses_the_item():
     cfg = task_cfg("arc_easy")
     cfg.fewshot_path, cfg.num_fewshot = None, 7
     task = load_task("arc_easy", cfg, limit=None, seed=1)
-    assert all(item not in shots and len(shots) == 7
-               for item, shots in zip(task.items, task.shots, strict=True))
+    assert all(
+        item not in shots and len(shots) == 7
+        for item, shots in zip(task.items, task.shots, strict=True)
+    )
+
+
+# --- Hugging Face / lm-eval layouts --------------------------------------------------------
+
+
+def jsonl(path: Path, records: list[dict]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
+    return path
+
+
+HUB_ARC = {
+    "id": "Q1",
+    "question": "Which is a liquid?",
+    "choices": {"text": ["ice", "water", "steam"], "label": ["1", "2", "3"]},
+    "answerKey": "2",
+}
+
+
+def test_arc_reads_the_hub_layout_from_jsonl_parquet_and_save_to_disk(tmp_path):
+    import datasets
+
+    datasets.Dataset.from_list([HUB_ARC]).to_parquet(str(tmp_path / "test.parquet"))
+    datasets.Dataset.from_list([HUB_ARC]).save_to_disk(str(tmp_path / "saved"))
+    paths = [
+        jsonl(tmp_path / "test.jsonl", [HUB_ARC]),
+        tmp_path / "test.parquet",
+        tmp_path / "saved",
+    ]
+    for path in paths:
+        [item] = load_task("a", TaskConfig(format="arc", path=str(path)), None, 0).items
+        assert (item.id, item.query, item.choices, item.gold) == (
+            "Q1",
+            "Question: Which is a liquid?\nAnswer:",
+            ("ice", "water", "steam"),
+            1,
+        )
+
+
+def mmlu_rows(subject: str, split: str, n: int) -> list[dict]:
+    """MMLU records in the hub layout, `<subject> <split> <i>?` with answer i mod 4."""
+    return [
+        {
+            "question": f"{subject} {split} {i}?",
+            "subject": subject,
+            "choices": ["w", "x", "y", "z"],
+            "answer": i % 4,
+        }
+        for i in range(n)
+    ]
+
+
+def test_mmlu_reads_hub_records_per_subject_with_first_n_dev_shots(tmp_path):
+    for subject in ("anatomy", "virology"):
+        jsonl(tmp_path / "test" / f"{subject}.jsonl", mmlu_rows(subject, "test", 3))
+        jsonl(tmp_path / "dev" / f"{subject}.jsonl", mmlu_rows(subject, "dev", 6))
+    cfg = TaskConfig(
+        format="mmlu",
+        path=str(tmp_path / "test"),
+        fewshot_path=str(tmp_path / "dev"),
+        num_fewshot=5,
+        fewshot_sampler="first_n",
+        subtasks=["virology"],
+    )
+    task = load_task("mmlu", cfg, None, seed=3)
+    assert [i.id for i in task.items] == ["virology-0", "virology-1", "virology-2"]
+    assert task.items[2].gold == 2 and task.items[2].query == (
+        "virology test 2?\nA. w\nB. x\nC. y\nD. z\nAnswer:"
+    )
+    assert all(
+        [s.query.split("\n")[0] for s in shots] == [f"virology dev {i}?" for i in range(5)]
+        for shots in task.shots
+    )
+
+
+def test_boolq_reads_super_glue_labels_and_math_reads_subject_records(tmp_path):
+    boolq = jsonl(tmp_path / "boolq.jsonl", [{"question": "is it", "passage": "p", "label": 1}])
+    [item] = load_task("b", TaskConfig(format="boolq", path=str(boolq)), None, 0).items
+    assert (item.gold, item.target) == (1, "yes")
+    jsonl(
+        tmp_path / "math" / "geometry.jsonl",
+        [{"problem": "Area?", "solution": "It is $\\boxed{\\frac{1}{2}}$."}],
+    )
+    [item] = load_task("m", TaskConfig(format="math", path=str(tmp_path / "math")), None, 0).items
+    assert (item.id, item.group, item.target) == ("geometry-0", "geometry", "\\frac{1}{2}")
 
 
 # --- configuration and file errors -------------------------------------------------------
 
 
-@pytest.mark.parametrize(("changes", "message"), [
-    ({"format": "nope"}, "task.t.format: unknown format 'nope'"),
-    ({"metrics": ["bleu"]}, "task.t.metrics: \\['bleu'\\] not computed"),
-    ({"subtasks": ["x"]}, "task.t.subtasks: the arc format has no subtasks"),
-    ({"path": "demo:nope"}, "task.t.path: unknown demo part"),
-])
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"format": "nope"}, "task.t.format: unknown format 'nope'"),
+        ({"metrics": ["bleu"]}, "task.t.metrics: \\['bleu'\\] not computed"),
+        ({"subtasks": ["x"]}, "task.t.subtasks: the arc format has no subtasks"),
+        ({"path": "demo:nope"}, "task.t.path: unknown demo part"),
+    ],
+)
 def test_config_errors_name_the_key(changes, message):
     cfg = TaskConfig(format="arc", path="fixture:arc/ARC-Easy/ARC-Easy-Test.jsonl")
     for key, value in changes.items():
@@ -232,34 +349,77 @@ def write(tmp_path: Path, name: str, text: str) -> str:
     return str(path)
 
 
-GOOD_ARC = json.dumps({"id": "a", "question": {"stem": "Q?", "choices": [
-    {"text": "x", "label": "A"}, {"text": "y", "label": "B"}]}, "answerKey": "A"})
+GOOD_ARC = json.dumps(
+    {
+        "id": "a",
+        "question": {
+            "stem": "Q?",
+            "choices": [{"text": "x", "label": "A"}, {"text": "y", "label": "B"}],
+        },
+        "answerKey": "A",
+    }
+)
 
 
-@pytest.mark.parametrize(("fmt", "name", "text", "where"), [
-    ("arc", "arc.jsonl", GOOD_ARC + "\n{broken\n", ":2: not valid JSON"),
-    ("arc", "arc.jsonl", GOOD_ARC + "\n" + GOOD_ARC.replace('"answerKey": "A"',
-                                                            '"answerKey": "E"') + "\n",
-     ":2: answerKey 'E' is not one of the labels"),
-    ("boolq", "dev.jsonl", '{"question": "q", "passage": "p"}\n', ":1: missing field 'answer'"),
-    ("gsm8k", "test.jsonl", '{"question": "q", "answer": "7"}\n', ":1: the answer has no '####"),
-    ("winogrande", "dev.jsonl",
-     '{"sentence": "no blank", "option1": "a", "option2": "b", "answer": "1"}\n',
-     ":1: the sentence must contain exactly one '_'"),
-    ("hellaswag", "val.jsonl", '{"activity_label": "a", "ctx_a": "b", "ctx_b": "c", '
-     '"endings": ["x", "y"], "label": ""}\n', ":1: label must be the index"),
-    ("mmlu", "data/x_test.csv", "q,a,b,c,d,A\nq,a,b,c,A\n", ":2: expected 6 columns"),
-    ("mmlu", "data/x_test.csv", "q,a,b,c,d,F\n", ":1: answer 'F' is not one of the 4"),
-    ("agieval", "lsat.jsonl", '{"question": "q", "options": ["(A)x", "(B)y"], "label": "C"}\n',
-     ":1: answer 'C'"),
-    ("bbh", "task.json", '{"examples": [\n  {"input": "x"\n  "target": "y"}]}',
-     ":3: not valid JSON"),
-    ("bbh", "task.json", '{"examples": [{"input": "x"}]}', "examples\\[0\\]: missing field"),
-    ("race", "race/1.txt", '{"article": "a", "questions": ["q"], "options": [], "answers": []}',
-     "equally long"),
-    ("math", "math/algebra/1.json", '{"problem": "p", "solution": "no box"}',
-     "has no \\\\boxed"),
-])
+@pytest.mark.parametrize(
+    ("fmt", "name", "text", "where"),
+    [
+        ("arc", "arc.jsonl", GOOD_ARC + "\n{broken\n", ":2: not valid JSON"),
+        (
+            "arc",
+            "arc.jsonl",
+            GOOD_ARC + "\n" + GOOD_ARC.replace('"answerKey": "A"', '"answerKey": "E"') + "\n",
+            ":2: answerKey 'E' is not one of the labels",
+        ),
+        ("boolq", "dev.jsonl", '{"question": "q", "passage": "p"}\n', ":1: missing field 'answer'"),
+        (
+            "gsm8k",
+            "test.jsonl",
+            '{"question": "q", "answer": "7"}\n',
+            ":1: the answer has no '####",
+        ),
+        (
+            "winogrande",
+            "dev.jsonl",
+            '{"sentence": "no blank", "option1": "a", "option2": "b", "answer": "1"}\n',
+            ":1: the sentence must contain exactly one '_'",
+        ),
+        (
+            "hellaswag",
+            "val.jsonl",
+            '{"activity_label": "a", "ctx_a": "b", "ctx_b": "c", '
+            '"endings": ["x", "y"], "label": ""}\n',
+            ":1: label must be the index",
+        ),
+        ("mmlu", "data/x_test.csv", "q,a,b,c,d,A\nq,a,b,c,A\n", ":2: expected 6 columns"),
+        ("mmlu", "data/x_test.csv", "q,a,b,c,d,F\n", ":1: answer 'F' is not one of the 4"),
+        (
+            "agieval",
+            "lsat.jsonl",
+            '{"question": "q", "options": ["(A)x", "(B)y"], "label": "C"}\n',
+            ":1: answer 'C'",
+        ),
+        (
+            "bbh",
+            "task.json",
+            '{"examples": [\n  {"input": "x"\n  "target": "y"}]}',
+            ":3: not valid JSON",
+        ),
+        ("bbh", "task.json", '{"examples": [{"input": "x"}]}', "examples\\[0\\]: missing field"),
+        (
+            "race",
+            "race/1.txt",
+            '{"article": "a", "questions": ["q"], "options": [], "answers": []}',
+            "equally long",
+        ),
+        (
+            "math",
+            "math/algebra/1.json",
+            '{"problem": "p", "solution": "no box"}',
+            "has no \\\\boxed",
+        ),
+    ],
+)
 def test_malformed_files_name_the_file_and_line(tmp_path, fmt, name, text, where):
     path = write(tmp_path, name, text)
     target = {"mmlu": "data", "race": "race", "math": "math"}.get(fmt)

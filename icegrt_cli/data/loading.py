@@ -73,6 +73,20 @@ def _read_file(path_text: str, split: str) -> list[tuple[str, Record]]:
     return _read_with_datasets(fmt, str(path), split)
 
 
+def read_records(path: Path) -> list[tuple[str, Record]]:
+    """(origin, record) pairs of a JSONL / JSON / CSV / Parquet file or a `datasets`
+    `save_to_disk` folder (the layouts benchmark sets are shared in)."""
+    if path.is_dir() and (path / "dataset_info.json").is_file():
+        import datasets
+
+        try:
+            dataset = datasets.load_from_disk(str(path))
+        except Exception as err:  # datasets raises many types; the user needs the name and why
+            raise DataError(f"{path}: could not load ({type(err).__name__}: {err})") from None
+        return [(f"{path} record {i}", dict(row)) for i, row in enumerate(dataset)]
+    return _read_file(str(path), "train")
+
+
 def _raw_rows(source: SourceConfig, default_part: str, held_out: bool) -> list[tuple[str, Record]]:
     name = source.eval_path if held_out else source.path
     split = (source.eval_split or "test") if held_out else source.split

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from icegrt_cli.data.demo import general_correct, gold_score
-from icegrt_cli.eval.formats import Item, jsonl_rows, line_id, need
+from icegrt_cli.eval.formats import Item, line_id, need, rows
 
 AD_METRICS = ("gold", "verdict_acc", "recall", "evidence", "hallucinated", "format")
 
@@ -19,13 +19,18 @@ AD_METRICS = ("gold", "verdict_acc", "recall", "evidence", "hallucinated", "form
 def read_ad_moderation(path: Path, subtasks: Sequence[str]) -> list[Item]:
     """Demo test JSONL: `id`, `prompt`, `gold` (verdict, violations, near misses), `reference`."""
     items = []
-    for origin, record in jsonl_rows(path):
+    for origin, record in rows(path):
         gold = need(record, "gold", origin, dict)
         for key in ("verdict", "violations", "near_misses"):
             need(gold, key, f"{origin}: gold", str if key == "verdict" else list)
-        items.append(Item(id=str(record.get("id", line_id(origin))),
-                          query=need(record, "prompt", origin),
-                          target=record.get("reference", ""), meta={"gold": gold}))
+        items.append(
+            Item(
+                id=str(record.get("id", line_id(origin))),
+                query=need(record, "prompt", origin),
+                target=record.get("reference", ""),
+                meta={"gold": gold},
+            )
+        )
     return items
 
 
@@ -49,12 +54,15 @@ def gold_metrics(response: str, gold: dict) -> dict[str, float]:
 def read_general_demo(path: Path, subtasks: Sequence[str]) -> list[Item]:
     """Demo general-skills JSONL: `id`, `prompt`, `answer`, `kind` (the few-shot group)."""
     return [
-        Item(id=str(record.get("id", line_id(origin))), query=need(record, "prompt", origin),
-             target=need(record, "answer", origin), group=str(record.get("kind", "")))
-        for origin, record in jsonl_rows(path)
+        Item(
+            id=str(record.get("id", line_id(origin))),
+            query=need(record, "prompt", origin),
+            target=need(record, "answer", origin),
+            group=str(record.get("kind", "")),
+        )
+        for origin, record in rows(path)
     ]
 
 
 def score_general(response: str, item: Item) -> dict[str, float]:
     return {"acc": float(general_correct(response, item.target))}
-

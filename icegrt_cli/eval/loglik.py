@@ -4,8 +4,9 @@ The context / continuation split follows lm-evaluation-harness (`HFLM._encode_pa
 #546, #1053): trailing whitespace of the context moves to the continuation; the joined string
 is encoded once and split at the context's token count, so the continuation's first token is
 the one the model would really see; where a token spans the boundary (the joined encoding does
-not start with the context's), the two parts are encoded separately and concatenated. An empty
-context is replaced by the BOS (else EOS) token.
+not start with the context's), the two parts are encoded separately and concatenated. BOS
+leads the context when the tokenizer adds it by default; an empty context is replaced by the
+BOS (else EOS) token.
 
 The score of a continuation is sum_t log p(cont_t | ctx, cont_<t). Choices of one question
 usually share their context: it is run once (left-padded, with position ids from the mask) and
@@ -30,15 +31,18 @@ from icegrt_cli.lm import left_pad
 def encode_pair(
     tokenizer: PreTrainedTokenizerBase, context: str, continuation: str
 ) -> tuple[list[int], list[int]]:
-    """(context ids, continuation ids) split as the harness splits them."""
+    """(context ids, continuation ids) split as the harness splits them. The context starts
+    with BOS exactly when the tokenizer adds one by default (Llama's do, GPT-2's do not), as
+    the harness's `add_bos_token=None` leaves it."""
 
-    def encode(text: str) -> list[int]:
-        return tokenizer(text, add_special_tokens=False).input_ids
+    def encode(text: str, special: bool = True) -> list[int]:
+        return tokenizer(text, add_special_tokens=special).input_ids
 
     if not context:
-        prefix = tokenizer.bos_token_id if tokenizer.bos_token_id is not None \
-            else tokenizer.eos_token_id
-        return [prefix], encode(continuation)
+        prefix = (
+            tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
+        )
+        return [prefix], encode(continuation, special=False)
     spaces = len(context) - len(context.rstrip())
     if spaces:
         context, continuation = context[:-spaces], context[-spaces:] + continuation
@@ -46,7 +50,7 @@ def encode_pair(
     whole = encode(context + continuation)
     if whole[: len(context_ids)] == context_ids and len(whole) > len(context_ids):
         return context_ids, whole[len(context_ids) :]
-    return context_ids, encode(continuation)  # a token spans the boundary
+    return context_ids, encode(continuation, special=False)  # a token spans the boundary
 
 
 @dataclass(frozen=True)
@@ -60,12 +64,15 @@ Group = tuple[tuple[int, ...], list[_Row]]
 """One context's token ids and the continuations scored after it."""
 
 
-def _truncate(context: list[int], continuation: list[int], max_length: int,
-              where: str) -> list[int]:
+def _truncate(
+    context: list[int], continuation: list[int], max_length: int, where: str
+) -> list[int]:
     """Keep the context's last tokens so that context + continuation[:-1] fits `max_length`."""
     if len(continuation) > max_length:
-        raise DataError(f"{where}: continuation of {len(continuation)} tokens is longer than "
-                        f"max_length {max_length}")
+        raise DataError(
+            f"{where}: continuation of {len(continuation)} tokens is longer than "
+            f"max_length {max_length}"
+        )
     return context[-(max_length + 1 - len(continuation)) :]
 
 
@@ -100,8 +107,9 @@ def loglikelihoods(
         ctx = _truncate(ctx, cont, max_length, f"request {index}")
         groups.setdefault(tuple(ctx), []).append(_Row(index, cont))
     # Longest first: an out-of-memory batch shows up at once, not at the end of the run.
-    ordered = sorted(groups.items(),
-                     key=lambda g: -(len(g[0]) + max(len(r.continuation) for r in g[1])))
+    ordered = sorted(
+        groups.items(), key=lambda g: -(len(g[0]) + max(len(r.continuation) for r in g[1]))
+    )
     chunks: list[list[Group]] = []
     for group in ordered:  # whole groups, up to batch_size continuations per chunk
         if not chunks or sum(len(rows) for _, rows in chunks[-1]) + len(group[1]) > batch_size:
@@ -127,8 +135,13 @@ def _score_chunk(
     ids, mask = ids.to(device), mask.to(device)
     positions = (mask.cumsum(-1) - 1).clamp(min=0)
     cache = DynamicCache(config=model.config)
-    out = model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True,
-                **_with_cache(model, cache, last_only=True))
+    out = model(
+        input_ids=ids,
+        attention_mask=mask,
+        position_ids=positions,
+        use_cache=True,
+        **_with_cache(model, cache, last_only=True),
+    )
     first = out.logits[:, -1].float().log_softmax(-1)  # (G, V): predicts continuation token 0
 
     rows = [(g, row) for g, (_, group_rows) in enumerate(chunk) for row in group_rows]
@@ -147,7 +160,8 @@ def _score_chunk(
             input_ids=tail_ids,
             attention_mask=torch.cat([mask[owner], tail_mask], dim=1),
             position_ids=start[:, None] + torch.arange(width, device=device)[None],
-            use_cache=True, **_with_cache(model, cache, last_only=False),
+            use_cache=True,
+            **_with_cache(model, cache, last_only=False),
         )
         logprobs = out.logits.float().log_softmax(-1)  # (R, W, V): predicts tokens 1..W
         targets = pad_right([r.continuation[1:] for _, r in rows], 0).to(device)

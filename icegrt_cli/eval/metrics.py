@@ -6,18 +6,19 @@ Definitions follow lm-evaluation-harness so numbers compare with published table
   bytes (harness `api/task.py`, multiple-choice `process_results`). Ties go to the first.
 - standard error of a mean: sample standard deviation (n - 1) / sqrt(n) (harness
   `api/metrics.py: mean_stderr`).
-- GSM8K: strict `#### n` (first match) and flexible "last number in the text"; both sides drop
-  ",", "$" and a trailing "." before comparing (harness `gsm8k.yaml` filters and
-  `regexes_to_ignore`).
-- MATH: the last `\\boxed{}` of the solution against the model's boxed / `$...$` answer, both
-  normalised the way Hendrycks et al.'s `is_equiv` does (harness `hendrycks_math/utils.py`).
+- GSM8K: strict `#### n` (first match) and flexible (last match of the harness's number
+  pattern); both sides drop ",", "$", everything up to "#### " and a trailing "." and are
+  lower-cased before comparing (harness `gsm8k.yaml` filters and `regexes_to_ignore`).
+- MATH: the last `\\boxed{}` of the solution against the text between the model's first and
+  last `$` (all of it without two), both normalised the way Hendrycks et al.'s `is_equiv` does
+  (harness `hendrycks_math/utils.py`).
 
 How agreement was checked: each rule above was restated from the harness source files named,
 then pinned by hand-worked examples in tests/test_eval_metrics.py (a case where acc and
 acc_norm disagree, one where characters and bytes disagree, strict vs flexible GSM8K, the MATH
 normalisations); the context / continuation split and the summed log-probs are compared with
-a direct, unpadded forward pass in tests/test_eval_loglik.py. The harness is not a dependency,
-so no side-by-side run is part of the tests.
+a direct, unpadded forward pass in tests/test_eval_loglik.py. The harness is not a dependency;
+benchmarks/lm_eval_agreement.py runs it side by side on the same model and items.
 """
 
 from __future__ import annotations
@@ -69,18 +70,22 @@ def exact_match(prediction: str | None, target: str) -> float:
 
 # --- GSM8K -------------------------------------------------------------------------------
 
-_HASH_ANSWER = re.compile(r"#### (-?[0-9.,]+)")
-_NUMBER = re.compile(r"-?\$?[0-9][0-9,]*(?:\.[0-9]+)?")
+_HASH_ANSWER = re.compile(r"#### (\-?[0-9\.\,]+)")
+_FLEXIBLE = re.compile(r"(-?[$0-9.,]{2,})|(-?[0-9]+)")
+_IGNORED = tuple(re.compile(p) for p in (",", r"\$", r"(?s).*#### ", r"\.$"))
+"""Removed from answer and target before comparing, in this order (`regexes_to_ignore`)."""
 
 
 def clean_number(text: str) -> str:
-    """Drop thousands separators, dollar signs and a trailing full stop."""
-    return text.strip().replace(",", "").replace("$", "").removesuffix(".")
+    """The harness's comparison form: `regexes_to_ignore` removed, lower case."""
+    for pattern in _IGNORED:
+        text = pattern.sub("", text)
+    return text.lower()
 
 
 def gsm8k_target(answer: str) -> str:
     """The number after `#### ` in a GSM8K solution."""
-    return clean_number(answer.rsplit("####", 1)[-1])
+    return clean_number(answer)
 
 
 def extract_hash_answer(text: str) -> str | None:
@@ -90,9 +95,10 @@ def extract_hash_answer(text: str) -> str | None:
 
 
 def extract_last_number(text: str) -> str | None:
-    """Flexible: the last number anywhere in the text."""
-    found = _NUMBER.findall(text)
-    return clean_number(found[-1]) if found else None
+    """Flexible: the last match of the harness's number pattern (its quirks kept: a run of
+    two or more of `$0-9.,` counts, so "7 ..." ends in ".." rather than 7)."""
+    found = _FLEXIBLE.findall(text)
+    return clean_number(next(g for g in found[-1] if g)) if found else None
 
 
 # --- MATH --------------------------------------------------------------------------------
@@ -118,17 +124,10 @@ def last_boxed(text: str) -> str | None:
 
 
 def extract_math_answer(text: str) -> str:
-    """The model's final answer: last boxed, else a `\\[...\\]` display, else `$...$`, else all."""
-    boxed = last_boxed(text)
-    if boxed is not None:
-        return boxed
-    display = re.search(r"\\\[(.+?)\\\]", text, re.DOTALL)
-    if display:
-        return display.group(1).strip()
+    """The model's answer as the harness's `hendrycks_math` takes it: the text between the
+    first and the last `$`, else all of it (a `\\boxed{}` is not looked for)."""
     dollars = [i for i, ch in enumerate(text) if ch == "$"]
-    if len(dollars) >= 2:
-        return text[dollars[0] + 1 : dollars[-1]]
-    return text.strip()
+    return text[dollars[0] + 1 : dollars[-1]] if len(dollars) >= 2 else text
 
 
 def _brace_fracs(text: str) -> str:

@@ -16,6 +16,8 @@ from rich.text import Text
 
 from icegrt_cli.eval.loglik import Progress as ProgressCallback
 from icegrt_cli.eval.metrics import LOWER_IS_BETTER
+from icegrt_cli.eval.runner import TaskRun
+from icegrt_cli.eval.tasks import Task
 
 
 class BatchBars(AbstractContextManager):
@@ -24,16 +26,24 @@ class BatchBars(AbstractContextManager):
     def __init__(self, console: Console, enabled: bool) -> None:
         self.prefix = ""
         self._progress = Progress(
-            TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-            TimeElapsedColumn(), console=console, disable=not enabled,
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=console,
+            disable=not enabled,
         )
 
     def __enter__(self) -> BatchBars:
         self._progress.__enter__()
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         self._progress.__exit__(exc_type, exc, tb)
 
     def bar(self, name: str) -> ProgressCallback:
@@ -59,27 +69,55 @@ def _cell(value: float | None, stderr: float | None, base: float | None, metric:
     return text
 
 
+def task_line(task: Task, label: str, outcome: TaskRun, speed: float | None) -> Text:
+    """One line per finished (model, task): items and their source, every score with its
+    standard error, and the speed."""
+    of = f" of {task.total}" if task.total > len(task.items) else ""
+    line = Text(f"{label}: {len(task.items)}{of} items from {task.source.origin}")
+    for metric in task.metrics:
+        if metric in outcome.values:
+            line.append(f"  {metric} ")
+            line.append_text(_cell(outcome.values[metric], outcome.stderr[metric], None, metric))
+    if speed is not None:
+        line.append(f"  {speed:.2f} items/s", style="dim")
+    return line
+
+
 def comparison_table(results: dict[str, Any]) -> Table:
     """Rows: task x metric; columns: models; later models show their delta to the first."""
     labels = list(results["models"])
     table = Table(title="icegrt eval", title_justify="left")
-    for header in ("task", "metric", "n"):
+    for header in ("task", "metric", "n", "source"):
         table.add_column(header, justify="right" if header == "n" else "left")
     for label in labels:
         table.add_column(label, justify="right")
     for name, task in results["tasks"].items():
-        shown = [m for m in task["metrics"]  # `reward` exists only with a reward model
-                 if any(m in task["scores"][label]["values"] for label in labels)]
+        shown = [
+            m
+            for m in task["metrics"]  # `reward` exists only with a reward model
+            if any(m in task["scores"][label]["values"] for label in labels)
+        ]
         for row, metric in enumerate(shown):
             base = task["scores"][labels[0]]["values"].get(metric)
             cells = [
-                _cell(task["scores"][label]["values"].get(metric),
-                      task["scores"][label]["stderr"].get(metric),
-                      base if i > 0 else None, metric)
+                _cell(
+                    task["scores"][label]["values"].get(metric),
+                    task["scores"][label]["stderr"].get(metric),
+                    base if i > 0 else None,
+                    metric,
+                )
                 for i, label in enumerate(labels)
             ]
-            table.add_row(name if row == 0 else "", metric, str(task["n"]) if row == 0 else "",
-                          *cells, end_section=row == len(shown) - 1)
+            shown_name = task.get("label", name)
+            first = row == 0
+            table.add_row(
+                shown_name if first else "",
+                metric,
+                str(task["n"]) if first else "",
+                task.get("source", "") if first else "",
+                *cells,
+                end_section=row == len(shown) - 1,
+            )
     return table
 
 

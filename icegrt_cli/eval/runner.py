@@ -49,8 +49,13 @@ class TaskRun:
     seconds: float
 
 
-def run_task(task: Task, lm: LoadedModel, settings: Settings, reward: RewardFn | None,
-             progress: Callable[[str], Progress]) -> TaskRun:
+def run_task(
+    task: Task,
+    lm: LoadedModel,
+    settings: Settings,
+    reward: RewardFn | None,
+    progress: Callable[[str], Progress],
+) -> TaskRun:
     """Score every item of `task`; `progress(description)` gives a batch-progress callback."""
     started = time.perf_counter()
     bar = progress(task.name)
@@ -69,40 +74,72 @@ def run_task(task: Task, lm: LoadedModel, settings: Settings, reward: RewardFn |
 def _choices(task: Task, lm: LoadedModel, settings: Settings, bar: Progress) -> list[dict]:
     per_item = [choice_requests(task, i) for i in range(len(task.items))]
     flat = [request for requests in per_item for request in requests]
-    scores = loglikelihoods(lm.model, lm.tokenizer, flat, batch_size=settings.batch_size,
-                            max_length=lm.max_length, progress=bar)
+    scores = loglikelihoods(
+        lm.model,
+        lm.tokenizer,
+        flat,
+        batch_size=settings.batch_size,
+        max_length=lm.max_length,
+        progress=bar,
+    )
     predictions, offset = [], 0
     for item, requests in zip(task.items, per_item, strict=True):
         lls = scores[offset : offset + len(requests)]
         offset += len(requests)
-        predictions.append({
-            "id": item.id, "context": requests[item.gold][0], "choices": list(item.choices),
-            "gold": item.gold, "loglik": lls, "prediction": argmax(lls),
-            "metrics": choice_metrics(lls, item.choices, item.gold),
-        })
+        predictions.append(
+            {
+                "id": item.id,
+                "context": requests[item.gold][0],
+                "choices": list(item.choices),
+                "gold": item.gold,
+                "loglik": lls,
+                "prediction": argmax(lls),
+                "metrics": choice_metrics(lls, item.choices, item.gold),
+            }
+        )
     return predictions
 
 
-def _generation(task: Task, lm: LoadedModel, settings: Settings, reward: RewardFn | None,
-                bar: Progress) -> list[dict]:
+def _generation(
+    task: Task, lm: LoadedModel, settings: Settings, reward: RewardFn | None, bar: Progress
+) -> list[dict]:
     if task.fmt.chat:
         prompts = [encode_prompt(lm.tokenizer, item.query) for item in task.items]
     else:
-        prompts = [lm.tokenizer(generation_prompt(task, i), add_special_tokens=False).input_ids
-                   for i in range(len(task.items))]
-    texts = generate(lm.model, lm.tokenizer, prompts,
-                     max_new_tokens=task.cfg.max_new_tokens or settings.max_new_tokens,
-                     stop=list(task.cfg.until), batch_size=settings.batch_size,
-                     max_length=lm.max_length, progress=bar,
-                     temperature=task.cfg.temperature, seed=settings.seed)
-    rewards = (reward([item.query for item in task.items], texts).tolist()
-               if reward is not None and task.fmt.chat else None)
+        # BOS when the tokenizer adds it by default, as the harness's generate_until
+        prompts = [
+            lm.tokenizer(generation_prompt(task, i)).input_ids for i in range(len(task.items))
+        ]
+    texts = generate(
+        lm.model,
+        lm.tokenizer,
+        prompts,
+        max_new_tokens=task.cfg.max_new_tokens or settings.max_new_tokens,
+        stop=list(task.cfg.until),
+        batch_size=settings.batch_size,
+        max_length=lm.max_length,
+        progress=bar,
+        temperature=task.cfg.temperature,
+        seed=settings.seed,
+    )
+    rewards = (
+        reward([item.query for item in task.items], texts).tolist()
+        if reward is not None and task.fmt.chat
+        else None
+    )
     predictions = []
     for index, (item, text) in enumerate(zip(task.items, texts, strict=True)):
         metrics = task.fmt.score(text, item)
         if rewards is not None:
             metrics["reward"] = rewards[index]
         prompt = item.query if task.fmt.chat else generation_prompt(task, index)
-        predictions.append({"id": item.id, "prompt": prompt, "target": item.target,
-                            "prediction": text, "metrics": metrics})
+        predictions.append(
+            {
+                "id": item.id,
+                "prompt": prompt,
+                "target": item.target,
+                "prediction": text,
+                "metrics": metrics,
+            }
+        )
     return predictions

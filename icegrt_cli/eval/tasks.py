@@ -16,6 +16,7 @@ from pathlib import Path
 from icegrt_cli.config import TaskConfig
 from icegrt_cli.errors import ConfigError
 from icegrt_cli.eval import domain, formats
+from icegrt_cli.eval.benchmarks import Source, display_name, resolve_source
 from icegrt_cli.eval.formats import Item, Reader
 from icegrt_cli.eval.metrics import (
     exact_match,
@@ -31,6 +32,7 @@ FIXTURES = Path(__file__).resolve().parent / "fixtures"
 TARGET_DELIMITER = " "
 FEWSHOT_DELIMITER = "\n\n"
 CHOICE_METRICS = ("acc", "acc_norm", "acc_bytes")
+SAMPLERS = ("random", "first_n")
 
 Scorer = Callable[[str, Item], dict[str, float]]
 """(generated text, item) -> per-item metric values."""
@@ -51,8 +53,10 @@ class Format:
 
 def _score_gsm8k(text: str, item: Item) -> dict[str, float]:
     target = gsm8k_target(item.target)
-    return {"exact_match": exact_match(extract_hash_answer(text), target),
-            "exact_match_flex": exact_match(extract_last_number(text), target)}
+    return {
+        "exact_match": exact_match(extract_hash_answer(text), target),
+        "exact_match_flex": exact_match(extract_last_number(text), target),
+    }
 
 
 def _score_math(text: str, item: Item) -> dict[str, float]:
@@ -74,10 +78,12 @@ FORMATS: dict[str, Format] = {
     "bbh": Format(formats.read_bbh, ("exact_match",), _score_bbh, folders=True),
     "gsm8k": Format(formats.read_gsm8k, ("exact_match", "exact_match_flex"), _score_gsm8k),
     "math": Format(formats.read_math, ("exact_match",), _score_math, folders=True),
-    "ad_moderation": Format(domain.read_ad_moderation, (*domain.AD_METRICS, "reward"),
-                            domain.score_ad, chat=True),
-    "general_demo": Format(domain.read_general_demo, ("acc", "reward"), domain.score_general,
-                           chat=True),
+    "ad_moderation": Format(
+        domain.read_ad_moderation, (*domain.AD_METRICS, "reward"), domain.score_ad, chat=True
+    ),
+    "general_demo": Format(
+        domain.read_general_demo, ("acc", "reward"), domain.score_general, chat=True
+    ),
 }
 
 
@@ -106,49 +112,91 @@ class Task:
     shots: list[list[Item]]
     metrics: list[str]
     """Reported metrics, in order."""
+    source: Source
+    total: int
+    """Items in the source; more than `len(items)` under a limit."""
 
     @property
     def is_generation(self) -> bool:
         return self.fmt.score is not None
 
+    @property
+    def label(self) -> str:
+        """The name a score is shown under: fixture-backed tasks say so."""
+        return display_name(self.name, self.source, len(self.items))
 
-def load_task(name: str, cfg: TaskConfig, limit: int | None, seed: int) -> Task:
-    """Read and check a task's files; errors name the config key or the file and line."""
+
+def load_task(
+    name: str, cfg: TaskConfig, limit: int | None, seed: int, subsample: bool = False
+) -> Task:
+    """Read and check a task's files; errors name the config key or the file and line.
+
+    Under a limit the first items are kept, as the harness's `--limit` does, or with
+    `subsample` a seeded random draw (MMLU's first items are all one subject).
+    """
     key = f"task.{name}"
     fmt = FORMATS.get(cfg.format)
     if fmt is None:
-        raise ConfigError(f"{key}.format: unknown format '{cfg.format}' "
-                          f"(known: {', '.join(sorted(FORMATS))})")
+        raise ConfigError(
+            f"{key}.format: unknown format '{cfg.format}' (known: {', '.join(sorted(FORMATS))})"
+        )
     if cfg.subtasks and not fmt.folders:
         raise ConfigError(f"{key}.subtasks: the {cfg.format} format has no subtasks")
     if fmt.chat and cfg.num_fewshot:
         raise ConfigError(f"{key}.num_fewshot: chat tasks are zero-shot")
+    if cfg.fewshot_sampler not in SAMPLERS:
+        raise ConfigError(
+            f"{key}.fewshot_sampler: '{cfg.fewshot_sampler}' is not one of {list(SAMPLERS)}"
+        )
     unknown = [m for m in cfg.metrics if m not in fmt.metrics]
     if unknown:
-        raise ConfigError(f"{key}.metrics: {unknown} not computed by the {cfg.format} format "
-                          f"(it computes {list(fmt.metrics)})")
-    everything = fmt.read(resolve_path(cfg.path, f"{key}.path"), list(cfg.subtasks))
+        raise ConfigError(
+            f"{key}.metrics: {unknown} not computed by the {cfg.format} format "
+            f"(it computes {list(fmt.metrics)})"
+        )
+    source = resolve_source(cfg)
+    everything = fmt.read(resolve_path(source.path, f"{key}.path"), list(cfg.subtasks))
     cap = cfg.limit if cfg.limit is not None else limit
-    items = everything[:cap] if cap is not None else everything
+    kept = range(len(everything))
+    if cap is not None and cap < len(everything):
+        kept = (
+            sorted(random.Random(f"{seed}:{name}:subsample").sample(kept, cap))
+            if subsample
+            else kept[:cap]
+        )
+    items = [everything[i] for i in kept]
     if not items:
-        raise ConfigError(f"{key}: no items to evaluate in {cfg.path}")
+        raise ConfigError(f"{key}: no items to evaluate in {source.path}")
     pool = everything
-    if cfg.fewshot_path and cfg.num_fewshot:
-        pool = fmt.read(resolve_path(cfg.fewshot_path, f"{key}.fewshot_path"), list(cfg.subtasks))
+    if source.fewshot_path and cfg.num_fewshot:
+        pool = fmt.read(
+            resolve_path(source.fewshot_path, f"{key}.fewshot_path"), list(cfg.subtasks)
+        )
     rng = random.Random(f"{seed}:{name}")
     by_group: dict[str, list[Item]] = {}
     for example in pool:
         by_group.setdefault(example.group, []).append(example)
-    shots = [_sample_shots(item, by_group.get(item.group) or pool, cfg.num_fewshot, rng)
-             for item in items]
-    return Task(name, cfg, fmt, items, shots, list(cfg.metrics or fmt.metrics))
+    shots = [
+        _shots(
+            item,
+            by_group.get(item.group) or pool,
+            cfg.num_fewshot,
+            rng if cfg.fewshot_sampler == "random" else None,
+        )
+        for item in items
+    ]
+    return Task(
+        name, cfg, fmt, items, shots, list(cfg.metrics or fmt.metrics), source, len(everything)
+    )
 
 
-def _sample_shots(item: Item, candidates: list[Item], k: int, rng: random.Random) -> list[Item]:
-    """k examples, never the item itself: as the harness, draw k + 1 and drop the item."""
+def _shots(item: Item, candidates: list[Item], k: int, rng: random.Random | None) -> list[Item]:
+    """k examples, never the item itself: as the harness, take k + 1 (at random, or the first
+    ones when `rng` is None) and drop the item."""
     if k == 0:
         return []
-    drawn = rng.sample(candidates, min(k + 1, len(candidates)))
+    n = min(k + 1, len(candidates))
+    drawn = rng.sample(candidates, n) if rng is not None else candidates[:n]
     return [c for c in drawn if c != item][:k]
 
 

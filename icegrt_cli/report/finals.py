@@ -21,8 +21,11 @@ IN_DOMAIN: dict[str, tuple[str, str]] = {
 analysis on unseen ads in the training phrasings (greedy, and sampled at temperature 1), and on
 held-out phrasings and products."""
 
-GENERAL = tuple(task for task in (*DOMAIN_TASKS, *GENERAL_TASKS)
-                if task not in {task for task, _ in IN_DOMAIN.values()})
+GENERAL = tuple(
+    task
+    for task in (*DOMAIN_TASKS, *GENERAL_TASKS)
+    if task not in {task for task, _ in IN_DOMAIN.values()}
+)
 """Tasks averaged into the general score, each by its first listed metric (`acc` for
 `general_demo` and the multiple-choice benchmarks)."""
 
@@ -34,16 +37,18 @@ COLUMNS: dict[str, str] = {
     "KL": "KL to the reference per sequence, last PPO step (kl/ref)",
     "beta": "KL coefficient at the last PPO step (kl/beta)",
     "held-out score": "reward-model score of greedy answers to held-out prompts after PPO "
-                      "(eval/score), change since step 0",
+    "(eval/score), change since step 0",
     "held-out gold": "gold score of those answers (eval/gold), change since step 0",
     "in-domain": "eval stage: ad_moderation_valid gold (unseen ads, training phrasings) of the "
-                 "last model, change from the first",
+    "last model, change from the first",
     "in-domain sampled": "eval stage: ad_moderation_valid_sampled gold (answers sampled at "
-                         "temperature 1) of the last model, change from the first",
+    "temperature 1) of the last model, change from the first",
     "new wording": "eval stage: ad_moderation gold (held-out phrasings and products) of the "
-                   "last model, change from the first",
-    "general": "eval stage: mean over the general tasks of their first metric, last model, "
-               "change from the first",
+    "last model, change from the first",
+    "general": "eval stage: mean over the general tasks on real data (fetched, the user's "
+    "or the demo's) of their first metric, last model, change from the first",
+    "general (fixture)": "the same over fixture-backed tasks (3-16 invented items each: "
+    "noise), shown only when no general task ran on real data",
 }
 """Table columns and what each holds; a column no run has is left out."""
 
@@ -69,14 +74,25 @@ def model_scores(results: dict[str, Any], label: str) -> dict[str, float | None]
         column: tasks.get(task, {}).get("scores", {}).get(label, {}).get("values", {}).get(metric)
         for column, (task, metric) in IN_DOMAIN.items()
     }
-    general = [
-        tasks[name]["scores"][label]["values"].get(tasks[name]["metrics"][0])
-        for name in GENERAL
-        if name in tasks and label in tasks[name]["scores"] and tasks[name]["metrics"]
-    ]
-    general = [value for value in general if value is not None]
-    scores["general"] = sum(general) / len(general) if general else None
+    real, fixture = [], []
+    for name in GENERAL:
+        task = tasks.get(name)
+        if not task or label not in task["scores"] or not task["metrics"]:
+            continue
+        value = task["scores"][label]["values"].get(task["metrics"][0])
+        if value is not None:
+            (fixture if is_fixture(task) else real).append(value)
+    scores["general"] = sum(real) / len(real) if real else None
+    if not real:
+        scores["general (fixture)"] = sum(fixture) / len(fixture) if fixture else None
     return scores
+
+
+def is_fixture(task: dict[str, Any]) -> bool:
+    """Whether a results.json task ran on a bundled fixture (older results: from its path)."""
+    if "fixture" in task:
+        return bool(task["fixture"])
+    return str(task.get("config", {}).get("path", "")).startswith("fixture:")
 
 
 def _final(records: list[dict[str, Any]], key: str, with_change: bool = False) -> Final | None:
@@ -89,6 +105,7 @@ def _final(records: list[dict[str, Any]], key: str, with_change: bool = False) -
 
 def final_metrics(run: Run) -> dict[str, Final]:
     """The run's figures by column name; columns the run has no data for are absent."""
+
     def records(stage: str) -> list[dict[str, Any]]:
         return run.stages[stage].metrics if stage in run.stages else []
 

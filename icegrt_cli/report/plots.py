@@ -52,12 +52,19 @@ def _legend_columns(names: list[str]) -> int:
 
 def _legend(fig: Figure, names: list[str], handles: list[Any]) -> None:
     """One legend below all panels: runs keep their colour in every panel."""
-    fig.legend(handles, names, loc="outside lower center", ncols=_legend_columns(names),
-               fontsize=8, frameon=False)
+    fig.legend(
+        handles,
+        names,
+        loc="outside lower center",
+        ncols=_legend_columns(names),
+        fontsize=8,
+        frameon=False,
+    )
 
 
-def _figure(panels: int, names: list[str], width: float, panel_height: float,
-            vertical: bool) -> tuple[Figure, list[Axes]]:
+def _figure(
+    panels: int, names: list[str], width: float, panel_height: float, vertical: bool
+) -> tuple[Figure, list[Axes]]:
     """A figure tall enough for its panels and a legend entry per name below them."""
     legend_rows = -(-len(names) // _legend_columns(names))
     height = (panel_height * panels if vertical else panel_height) + 0.22 * legend_rows + 0.4
@@ -91,22 +98,32 @@ def _annotate_tags(ax: Axes, points: list[tuple[float, float, str]]) -> None:
     x_span, y_span = (max(xs) - min(xs)) or 1.0, (max(ys) - min(ys)) or 1.0
     groups: list[tuple[float, float, list[str]]] = []
     for x, y, mark in points:
-        near = next((g for g in groups if abs(g[0] - x) <= 0.05 * x_span
-                     and abs(g[1] - y) <= 0.05 * y_span), None)
+        near = next(
+            (
+                g
+                for g in groups
+                if abs(g[0] - x) <= 0.05 * x_span and abs(g[1] - y) <= 0.05 * y_span
+            ),
+            None,
+        )
         if near is None:
             groups.append((x, y, [mark]))
         else:
             near[2].append(mark)
     ax.margins(x=0.15, y=0.1)  # room for the labels of the outermost points
     for x, y, marks in groups:
-        text = ax.annotate(",".join(marks), (x, y), xytext=(4, 4),
-                           textcoords="offset points", fontsize=7)
+        text = ax.annotate(
+            ",".join(marks), (x, y), xytext=(4, 4), textcoords="offset points", fontsize=7
+        )
         text.set_in_layout(False)  # a long label must not shrink the axes
 
 
 def plot_curves(runs: list[Run], names: list[str], path: Path) -> Path | None:
-    panels = [(key, title) for key, title in CURVES
-              if any(series(_ppo_records(run), key)[0] for run in runs)]
+    panels = [
+        (key, title)
+        for key, title in CURVES
+        if any(series(_ppo_records(run), key)[0] for run in runs)
+    ]
     if not panels:
         return None
     fig, axes = _figure(len(panels), names, width=8.0, panel_height=2.4, vertical=True)
@@ -115,8 +132,14 @@ def plot_curves(runs: list[Run], names: list[str], path: Path) -> Path | None:
         for name, run, color in zip(names, runs, colors(len(runs)), strict=True):
             steps, values = series(_ppo_records(run), key)
             if steps:
-                (line,) = ax.plot(steps, values, color=color, linewidth=1.4,
-                                  marker="o" if len(steps) <= 12 else None, markersize=3)
+                (line,) = ax.plot(
+                    steps,
+                    values,
+                    color=color,
+                    linewidth=1.4,
+                    marker="o" if len(steps) <= 12 else None,
+                    markersize=3,
+                )
                 handles.setdefault(name, line)
         ax.set_title(title, loc="left", fontsize=10)
         ax.set_ylabel(key, fontsize=8)
@@ -137,8 +160,9 @@ def pareto_front(points: list[tuple[float, float]]) -> list[tuple[float, float]]
     return front
 
 
-def plot_frontier(runs: list[Run], names: list[str], finals: list[dict[str, Final]],
-                  path: Path) -> Path | None:
+def plot_frontier(
+    runs: list[Run], names: list[str], finals: list[dict[str, Final]], path: Path
+) -> Path | None:
     """Final score against final KL, one point per run, and the frontier through the best."""
     panels = []
     for preferred in FRONTIER_Y:
@@ -147,27 +171,35 @@ def plot_frontier(runs: list[Run], names: list[str], finals: list[dict[str, Fina
             panels.append(column)
     if not panels:
         return None
-    fig, axes = _figure(len(panels), names, width=5.0 * len(panels), panel_height=4.0,
-                        vertical=False)
+    fig, axes = _figure(
+        len(panels), names, width=5.0 * len(panels), panel_height=4.0, vertical=False
+    )
     handles: dict[str, Any] = {}
     for ax, column in zip(axes, panels, strict=True):
         points = []
         for index, (name, found, color) in enumerate(
-                zip(tagged(names), finals, colors(len(runs)), strict=True)):
+            zip(tagged(names), finals, colors(len(runs)), strict=True)
+        ):
             if column in found and "KL" in found:
                 x, y = found["KL"].value, found[column].value
                 points.append((x, y, tag(index)))
                 handles.setdefault(name, ax.scatter([x], [y], color=color, s=40, zorder=3))
         _annotate_tags(ax, points)
         front = pareto_front([(x, y) for x, y, _ in points])
-        ax.plot([x for x, _ in front], [y for _, y in front], color="grey", linestyle="--",
-                linewidth=1, zorder=2, label="frontier")
+        ax.plot(
+            [x for x, _ in front],
+            [y for _, y in front],
+            color="grey",
+            linestyle="--",
+            linewidth=1,
+            zorder=2,
+            label="frontier",
+        )
         ax.set_xlabel("final KL to the reference (kl/ref)")
         ax.set_ylabel(f"final {column}")
         ax.set_title(f"{column} vs KL", loc="left", fontsize=10)
         _tidy(ax)
-    fig.suptitle("Reward vs KL across runs (dashed: the runs no other beats on both)",
-                 fontsize=11)
+    fig.suptitle("Reward vs KL across runs (dashed: the runs no other beats on both)", fontsize=11)
     _legend(fig, list(handles), list(handles.values()))
     fig.savefig(path, dpi=DPI)
     return path
@@ -182,18 +214,22 @@ class _Move(NamedTuple):
     first_label: str
     start: tuple[float, float] | None
     end: tuple[float, float]
+    fixture: bool
+    """The general score is a fixture average (no general task ran on real data)."""
 
 
 def _domain_general(scores: dict[str, float | None]) -> tuple[float | None, float | None]:
     """(in-domain, general); the test split's gold stands in where a run has no valid split."""
     domain = scores["in-domain"] if scores["in-domain"] is not None else scores["new wording"]
-    return domain, scores["general"]
+    general = scores["general"]
+    return domain, general if general is not None else scores.get("general (fixture)")
 
 
 def _moves(runs: list[Run], names: list[str]) -> list[_Move]:
     moves = []
     for index, (run, name, color) in enumerate(
-            zip(runs, tagged(names), colors(len(runs)), strict=True)):
+        zip(runs, tagged(names), colors(len(runs)), strict=True)
+    ):
         results = run.stages["eval"].results if "eval" in run.stages else None
         if not results or not results.get("models"):
             continue
@@ -202,9 +238,15 @@ def _moves(runs: list[Run], names: list[str]) -> list[_Move]:
         if end_domain is None or end_general is None:
             continue
         start_domain, start_general = _domain_general(model_scores(results, labels[0]))
-        start = None if len(labels) < 2 or None in (start_domain, start_general) else (
-            start_general, start_domain)
-        moves.append(_Move(tag(index), name, color, labels[0], start, (end_general, end_domain)))
+        start = (
+            None
+            if len(labels) < 2 or None in (start_domain, start_general)
+            else (start_general, start_domain)
+        )
+        fixture = model_scores(results, labels[-1])["general"] is None
+        moves.append(
+            _Move(tag(index), name, color, labels[0], start, (end_general, end_domain), fixture)
+        )
     return moves
 
 
@@ -213,20 +255,30 @@ def plot_domain_general(runs: list[Run], names: list[str], path: Path) -> Path |
     moves = _moves(runs, names)
     if not moves:
         return None
-    fig, (ax,) = _figure(1, [m.name for m in moves], width=6.5, panel_height=5.0,
-                         vertical=False)
+    fig, (ax,) = _figure(1, [m.name for m in moves], width=6.5, panel_height=5.0, vertical=False)
     handles: dict[str, Any] = {}
     for move in moves:
         if move.start is not None:
-            start = ax.scatter(*zip(move.start, strict=True), facecolors="none",
-                               edgecolors="grey", s=50, zorder=2)
+            start = ax.scatter(
+                *zip(move.start, strict=True), facecolors="none", edgecolors="grey", s=50, zorder=2
+            )
             handles.setdefault(f"first model ({move.first_label})", start)
-            ax.annotate("", move.end, move.start, zorder=1,
-                        arrowprops={"arrowstyle": "->", "color": move.color, "alpha": 0.6})
-        handles[move.name] = ax.scatter(*zip(move.end, strict=True), color=move.color, s=45,
-                                        zorder=3)
+            ax.annotate(
+                "",
+                move.end,
+                move.start,
+                zorder=1,
+                arrowprops={"arrowstyle": "->", "color": move.color, "alpha": 0.6},
+            )
+        handles[move.name] = ax.scatter(
+            *zip(move.end, strict=True), color=move.color, s=45, zorder=3
+        )
     _annotate_tags(ax, [(*move.end, move.tag) for move in moves])
-    ax.set_xlabel("general score (mean over general tasks)")
+    ax.set_xlabel(
+        "general score (mean over general tasks)"
+        if not any(m.fixture for m in moves)
+        else "general score (fixture averages: noise)"
+    )
     ax.set_ylabel("in-domain gold score")
     ax.set_title("In-domain vs general, last evaluated model per run", loc="left", fontsize=10)
     _tidy(ax)

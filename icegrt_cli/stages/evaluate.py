@@ -16,7 +16,13 @@ from omegaconf import DictConfig, OmegaConf
 from icegrt_cli.config import EvalConfig, ModelConfig, TaskConfig
 from icegrt_cli.engine import save_run_config, setup_runtime
 from icegrt_cli.errors import ConfigError
-from icegrt_cli.eval.report import BatchBars, comparison_table, write_predictions, write_results
+from icegrt_cli.eval.report import (
+    BatchBars,
+    comparison_table,
+    task_line,
+    write_predictions,
+    write_results,
+)
 from icegrt_cli.eval.runner import LoadedModel, Settings, run_task
 from icegrt_cli.eval.tasks import Task, load_task
 from icegrt_cli.models import check_model_path, load_causal_lm, load_scalar_model, load_tokenizer
@@ -58,8 +64,10 @@ def _for_checkpoint(model: ModelConfig, path: str, **changes: Any) -> ModelConfi
 
 def _task_config(cfg: EvalConfig, name: str) -> TaskConfig:
     if name not in cfg.task:
-        raise ConfigError(f"tasks: '{name}' has no settings under task.{name} "
-                          f"(configured: {', '.join(sorted(cfg.task))})")
+        raise ConfigError(
+            f"tasks: '{name}' has no settings under task.{name} "
+            f"(configured: {', '.join(sorted(cfg.task))})"
+        )
     return cfg.task[name]
 
 
@@ -68,8 +76,10 @@ def run(cfg: EvalConfig, out_dir: Path, run_root: Path | None) -> dict[str, Any]
     rt = setup_runtime(cfg.run)
 
     # 2. Tasks: every file read and checked before any model loads.
-    tasks: list[Task] = [load_task(name, _task_config(cfg, name), cfg.limit, cfg.run.seed)
-                         for name in cfg.tasks]
+    tasks: list[Task] = [
+        load_task(name, _task_config(cfg, name), cfg.limit, cfg.run.seed, cfg.subsample)
+        for name in cfg.tasks
+    ]
     if not tasks:
         raise ConfigError("tasks: empty; name at least one task")
 
@@ -87,8 +97,10 @@ def run(cfg: EvalConfig, out_dir: Path, run_root: Path | None) -> dict[str, Any]
         rm = load_scalar_model(cfg.reward_model, rm_cfg, rm_tokenizer).to(rt.device)
         reward = partial(score_texts, rm, rm_tokenizer, batch_size=cfg.batch_size)
     settings = Settings(cfg.batch_size, cfg.max_new_tokens, cfg.run.seed)
-    rt.print(f"eval: {len(tasks)} tasks x {len(paths)} model(s): "
-             + ", ".join(f"{label} = {path}" for label, path in zip(labels, paths, strict=True)))
+    rt.print(
+        f"eval: {len(tasks)} tasks x {len(paths)} model(s): "
+        + ", ".join(f"{label} = {path}" for label, path in zip(labels, paths, strict=True))
+    )
 
     # 4. Every task on every model, one model in memory at a time.
     scores: dict[str, dict[str, dict[str, Any]]] = {task.name: {} for task in tasks}
@@ -97,14 +109,23 @@ def run(cfg: EvalConfig, out_dir: Path, run_root: Path | None) -> dict[str, Any]
             model_cfg = _for_checkpoint(cfg.model, path)
             tokenizer = load_tokenizer(model_cfg)
             model = load_causal_lm(path, model_cfg, tokenizer).to(rt.device).eval()
-            max_length = cfg.max_length or getattr(model.config, "max_position_embeddings",
-                                                   None) or DEFAULT_MAX_LENGTH
+            max_length = (
+                cfg.max_length
+                or getattr(model.config, "max_position_embeddings", None)
+                or DEFAULT_MAX_LENGTH
+            )
             lm = LoadedModel(model, tokenizer, max_length)
             bars.prefix = f"{label}/" if len(paths) > 1 else ""
             for task in tasks:
                 outcome = run_task(task, lm, settings, reward, bars.bar)
-                scores[task.name][label] = {"values": outcome.values, "stderr": outcome.stderr,
-                                            "seconds": round(outcome.seconds, 3)}
+                speed = len(task.items) / outcome.seconds if outcome.seconds > 0 else None
+                scores[task.name][label] = {
+                    "values": outcome.values,
+                    "stderr": outcome.stderr,
+                    "seconds": round(outcome.seconds, 3),
+                    "items_per_second": round(speed, 3) if speed else None,
+                }
+                rt.print(task_line(task, bars.prefix + task.label, outcome, speed))
                 if cfg.save_predictions:
                     write_predictions(out_dir, label, task.name, outcome.predictions)
             del model, lm
@@ -113,12 +134,24 @@ def run(cfg: EvalConfig, out_dir: Path, run_root: Path | None) -> dict[str, Any]
     results = {
         "models": dict(zip(labels, paths, strict=True)),
         "reward_model": cfg.reward_model,
-        "settings": {"limit": cfg.limit, "batch_size": cfg.batch_size,
-                     "max_new_tokens": cfg.max_new_tokens, "max_length": cfg.max_length,
-                     "seed": cfg.run.seed},
+        "settings": {
+            "limit": cfg.limit,
+            "batch_size": cfg.batch_size,
+            "max_new_tokens": cfg.max_new_tokens,
+            "max_length": cfg.max_length,
+            "subsample": cfg.subsample,
+            "seed": cfg.run.seed,
+        },
         "tasks": {
             task.name: {
-                "format": task.cfg.format, "n": len(task.items), "metrics": task.metrics,
+                "label": task.label,
+                "source": task.source.origin,
+                "fixture": task.source.fixture,
+                "path": task.source.path,
+                "format": task.cfg.format,
+                "n": len(task.items),
+                "of": task.total,
+                "metrics": task.metrics,
                 "config": OmegaConf.to_container(OmegaConf.structured(task.cfg)),
                 "scores": scores[task.name],
             }
@@ -127,7 +160,14 @@ def run(cfg: EvalConfig, out_dir: Path, run_root: Path | None) -> dict[str, Any]
     }
     rt.print(comparison_table(results))
     rt.print(f"results: {write_results(out_dir, results)}")
-    write_summary(out_dir, {"models": results["models"],
-                            "scores": {name: {label: s["values"] for label, s in per.items()}
-                                       for name, per in scores.items()}})
+    write_summary(
+        out_dir,
+        {
+            "models": results["models"],
+            "scores": {
+                name: {label: s["values"] for label, s in per.items()}
+                for name, per in scores.items()
+            },
+        },
+    )
     return results
