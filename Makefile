@@ -17,6 +17,7 @@ test: setup
 
 lint:
 	ruff check .
+	ruff format --check .
 
 bench:
 	$(PY) benchmarks/run.py

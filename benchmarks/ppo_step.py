@@ -54,8 +54,10 @@ def main() -> None:
     actor = load_causal_lm(folder, cfg, tokenizer)
     reference = load_causal_lm(folder, cfg, tokenizer).eval()
     critic = load_scalar_model(folder, cfg, tokenizer)
-    prompts = [encode_prompt(tokenizer, r["prompt"])
-               for _, r in read_jsonl(demo_file("prompts"))[: args.batch]]
+    prompts = [
+        encode_prompt(tokenizer, r["prompt"])
+        for _, r in read_jsonl(demo_file("prompts"))[: args.batch]
+    ]
     rollout = RolloutConfig(max_new_tokens=args.new_tokens, batch_size=args.batch)
     # A freshly initialised model rarely samples EOS among 2k tokens: responses run to the
     # full length, so every repeat does the same work.
@@ -63,21 +65,36 @@ def main() -> None:
     from accelerate import Accelerator
 
     accelerator = Accelerator(cpu=True)
-    learners = [Learner(m, torch.optim.AdamW(m.parameters(), lr=1e-5), _Constant(), 1.0)
-                for m in (actor, critic)]
+    learners = [
+        Learner(m, torch.optim.AdamW(m.parameters(), lr=1e-5), _Constant(), 1.0)
+        for m in (actor, critic)
+    ]
     timings: dict[str, list[float]] = {}
 
     def record(name: str, seconds: float) -> None:
         timings.setdefault(name, []).append(seconds)
 
     def score(seq):
-        return (logprobs_in_chunks(actor, seq, 1.0, 32)[0],
-                logprobs_in_chunks(reference, seq, 1.0, 32)[0], values_in_chunks(critic, seq, 32))
+        return (
+            logprobs_in_chunks(actor, seq, 1.0, 32)[0],
+            logprobs_in_chunks(reference, seq, 1.0, 32)[0],
+            values_in_chunks(critic, seq, 32),
+        )
 
     def update(exp) -> None:
-        ppo_update(exp, learners[0], learners[1], ppo=PPOAlgoConfig(), kl_cfg=KLConfig(),
-                   beta=0.05, temperature=1.0, update_actor=True, accelerator=accelerator,
-                   generator=torch.Generator().manual_seed(0), step=1)
+        ppo_update(
+            exp,
+            learners[0],
+            learners[1],
+            ppo=PPOAlgoConfig(),
+            kl_cfg=KLConfig(),
+            beta=0.05,
+            temperature=1.0,
+            update_actor=True,
+            accelerator=accelerator,
+            generator=torch.Generator().manual_seed(0),
+            step=1,
+        )
 
     def baseline(seq) -> None:
         response_logits(actor, seq).sum().backward()
@@ -88,8 +105,9 @@ def main() -> None:
         record("sample", seconds)
         (old, ref, values), seconds = _timed(partial(score, seq))
         record("score (3 no-grad passes)", seconds)
-        exp, _ = build_experience(seq, old, ref, values, torch.randn(len(prompts)), 0.05,
-                                  KLConfig(), PPOAlgoConfig())
+        exp, _ = build_experience(
+            seq, old, ref, values, torch.randn(len(prompts)), 0.05, KLConfig(), PPOAlgoConfig()
+        )
         record("update (2 epochs x 2 minibatches)", _timed(partial(update, exp))[1])
         record("baseline: actor forward+backward", _timed(partial(baseline, seq))[1])
 

@@ -169,10 +169,12 @@ class SFTConfig:
     data: DataConfig = field(default_factory=DataConfig)
     """Demonstrations: `data=demo|jsonl|hub|mix`."""
     optim: OptimConfig = field(
-        default_factory=lambda: OptimConfig(lr=3e-3, weight_decay=0.01, warmup_ratio=0.05))
+        default_factory=lambda: OptimConfig(lr=3e-3, weight_decay=0.01, warmup_ratio=0.05)
+    )
     """A tiny model from scratch learns fast: lr 3e-3 (use ~2e-5 for a pretrained model)."""
     train: TrainConfig = field(
-        default_factory=lambda: TrainConfig(epochs=4.0, eval_every=50, save_every=50))
+        default_factory=lambda: TrainConfig(epochs=4.0, eval_every=50, save_every=50)
+    )
     """4 epochs: on the demo, quoting the evidence kept improving through the fourth."""
     sample_prompts: int = 2
     """Held-out prompts answered by the final model and printed, to see what it learned."""
@@ -203,10 +205,12 @@ class TrainRMConfig:
     data: DataConfig = field(default_factory=DataConfig)
     """Preference pairs {prompt, chosen, rejected}: `data=pairs` (the demo's) or your own."""
     optim: OptimConfig = field(
-        default_factory=lambda: OptimConfig(lr=1e-3, weight_decay=0.01, warmup_ratio=0.05))
+        default_factory=lambda: OptimConfig(lr=1e-3, weight_decay=0.01, warmup_ratio=0.05)
+    )
     """AdamW with a short warm-up; weight decay keeps the new scalar head small."""
     train: TrainConfig = field(
-        default_factory=lambda: TrainConfig(epochs=1.0, eval_every=50, save_every=50))
+        default_factory=lambda: TrainConfig(epochs=1.0, eval_every=50, save_every=50)
+    )
     """One epoch: a second one overfits the pairs (held-out accuracy falls)."""
     loss: RewardLossConfig = field(default_factory=RewardLossConfig)
     """Margin and centring of the Bradley-Terry loss."""
@@ -333,9 +337,13 @@ class PPOTrainConfig:
 
 
 def _demo_ptx_data() -> DataConfig:
-    return DataConfig(sources=[SourceConfig(kind="demo", path="general_sft"),
-                               SourceConfig(kind="demo", path="sft", weight=0.5)],
-                      eval_fraction=0.0)
+    return DataConfig(
+        sources=[
+            SourceConfig(kind="demo", path="general_sft"),
+            SourceConfig(kind="demo", path="sft", weight=0.5),
+        ],
+        eval_fraction=0.0,
+    )
 
 
 @dataclass

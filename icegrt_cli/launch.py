@@ -26,15 +26,45 @@ from icegrt_cli.schema import check_choices, settings_help
 from icegrt_cli.stages.registry import PIPELINE_ORDER, STAGES, register_configs
 
 # Hydra flags that take a value, and flags that ask Hydra for information instead of a run.
-VALUE_FLAGS = {"--config-path", "-cp", "--config-name", "-cn", "--config-dir", "-cd",
-               "--package", "-p", "--experimental-rerun", "--cfg", "-c"}
-INFO_FLAGS = {"--help", "-h", "--hydra-help", "--cfg", "-c", "--info", "-i",
-              "--shell-completion", "-sc", "--version"}
+VALUE_FLAGS = {
+    "--config-path",
+    "-cp",
+    "--config-name",
+    "-cn",
+    "--config-dir",
+    "-cd",
+    "--package",
+    "-p",
+    "--experimental-rerun",
+    "--cfg",
+    "-c",
+}
+INFO_FLAGS = {
+    "--help",
+    "-h",
+    "--hydra-help",
+    "--cfg",
+    "-c",
+    "--info",
+    "-i",
+    "--shell-completion",
+    "-sc",
+    "--version",
+}
 INFO_CHOICES = {"all", "config", "defaults", "defaults-tree", "plugins", "searchpath"}
 MAX_VALIDATED_COMBINATIONS = 64
-MODE_FLAGS = {"--run": "--run", "-r": "--run", "--multirun": "-m", "-m": "-m", "--cfg": "--cfg",
-              "-c": "--cfg", "--info": "--info", "-i": "--info",
-              "--shell-completion": "--shell-completion", "-sc": "--shell-completion"}
+MODE_FLAGS = {
+    "--run": "--run",
+    "-r": "--run",
+    "--multirun": "-m",
+    "-m": "-m",
+    "--cfg": "--cfg",
+    "-c": "--cfg",
+    "--info": "--info",
+    "-i": "--info",
+    "--shell-completion": "--shell-completion",
+    "-sc": "--shell-completion",
+}
 """Hydra runs in exactly one of these modes; the spellings of each."""
 
 
@@ -107,7 +137,8 @@ def flags_first(args: list[str]) -> list[str]:
     while position < len(args):
         arg = args[position]
         takes = arg in VALUE_FLAGS or (
-            arg in ("--info", "-i") and position + 1 < len(args)
+            arg in ("--info", "-i")
+            and position + 1 < len(args)
             and args[position + 1] in INFO_CHOICES
         )
         if arg.startswith("-"):
@@ -123,8 +154,10 @@ def check_one_mode(args: list[str]) -> None:
     """Hydra accepts one mode flag at a time; say so before it fails with a traceback."""
     modes = list(dict.fromkeys(MODE_FLAGS[arg] for arg in args if arg in MODE_FLAGS))
     if len(modes) > 1:
-        raise ConfigError(f"{' and '.join(modes)} cannot be combined: use one of -m, --cfg, "
-                          "--info per command (print a sweep's config without -m)")
+        raise ConfigError(
+            f"{' and '.join(modes)} cannot be combined: use one of -m, --cfg, "
+            "--info per command (print a sweep's config without -m)"
+        )
 
 
 def _split_args(args: list[str]) -> tuple[list[str], dict[str, str], bool]:
@@ -191,8 +224,9 @@ def validate(stage: str, config_name: str, args: list[str]) -> None:
         combos = _combinations(overrides)
         with initialize_config_dir(str(conf_dir()), version_base="1.3", job_name=stage):
             for combo in combos:
-                check_choices(compose(config_name=name, overrides=combo + extra),
-                              STAGES[stage].schema)
+                check_choices(
+                    compose(config_name=name, overrides=combo + extra), STAGES[stage].schema
+                )
     except ConfigError:
         raise
     except Exception as err:  # Hydra raises many error types; all become one line
@@ -206,15 +240,22 @@ def stage_help(stage: str, config_name: str, args: list[str]) -> str:
     try:
         combo = _combinations(overrides)[0] if overrides else []
         with initialize_config_dir(str(conf_dir()), version_base="1.3", job_name=stage):
-            cfg = compose(config_name=flags.get("--config-name") or config_name,
-                          overrides=combo, return_hydra_config=True)
+            cfg = compose(
+                config_name=flags.get("--config-name") or config_name,
+                overrides=combo,
+                return_hydra_config=True,
+            )
     except Exception as err:  # as in validate: one line
         raise ConfigError(explain(err)) from None
     info = STAGES[stage]
     choices = cfg.hydra.runtime.choices
-    lines = [f"icegrt {info.verb}: {info.summary}", "",
-             f"usage: icegrt {info.verb} [key=value ...] [group=option ...] [-m] [--cfg job]",
-             "", "config groups (group=option), the current choice first:"]
+    lines = [
+        f"icegrt {info.verb}: {info.summary}",
+        "",
+        f"usage: icegrt {info.verb} [key=value ...] [group=option ...] [-m] [--cfg job]",
+        "",
+        "config groups (group=option), the current choice first:",
+    ]
     for package, group in group_slots(stage).items():
         if group == "task":
             continue  # one slot per eval task; `tasks=[...]` chooses, conf/task/ configures
@@ -223,12 +264,17 @@ def stage_help(stage: str, config_name: str, args: list[str]) -> str:
         others = sorted(p.stem for p in (conf_dir() / group).glob("*.yaml") if p.stem != current)
         lines.append(f"  {slot:<26} {current}  ({', '.join(others)})")
     lines += ["", "settings (key=value), with the value this command would run with:"]
-    lines += settings_help(info.schema, OmegaConf.masked_copy(cfg, [k for k in cfg
-                                                                     if k != "hydra"]))
+    lines += settings_help(
+        info.schema, OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"])
+    )
     if stage in ("eval", "pipeline"):
         lines += ["", "  each eval task's own settings: task.NAME.* (conf/task/NAME.yaml)"]
-    lines += ["", "examples:", *(f"  {example}" for example in info.examples),
-              f"  icegrt {info.verb} --cfg job        print the composed config, run nothing"]
+    lines += [
+        "",
+        "examples:",
+        *(f"  {example}" for example in info.examples),
+        f"  icegrt {info.verb} --cfg job        print the composed config, run nothing",
+    ]
     return "\n".join(lines)
 
 

@@ -55,11 +55,23 @@ def left_pad(rows: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Te
 
 
 NEUTRAL_DECODING: dict[str, Any] = {
-    "num_beams": 1, "typical_p": 1.0, "min_p": None, "epsilon_cutoff": 0.0, "eta_cutoff": 0.0,
-    "repetition_penalty": 1.0, "encoder_repetition_penalty": 1.0, "no_repeat_ngram_size": 0,
-    "bad_words_ids": None, "suppress_tokens": None, "begin_suppress_tokens": None,
-    "forced_bos_token_id": None, "forced_eos_token_id": None, "sequence_bias": None,
-    "exponential_decay_length_penalty": None, "guidance_scale": None, "min_new_tokens": 0,
+    "num_beams": 1,
+    "typical_p": 1.0,
+    "min_p": None,
+    "epsilon_cutoff": 0.0,
+    "eta_cutoff": 0.0,
+    "repetition_penalty": 1.0,
+    "encoder_repetition_penalty": 1.0,
+    "no_repeat_ngram_size": 0,
+    "bad_words_ids": None,
+    "suppress_tokens": None,
+    "begin_suppress_tokens": None,
+    "forced_bos_token_id": None,
+    "forced_eos_token_id": None,
+    "sequence_bias": None,
+    "exponential_decay_length_penalty": None,
+    "guidance_scale": None,
+    "min_new_tokens": 0,
 }
 """Every other setting that can reshape the next-token distribution or end a row early, set to
 'off': the sampled distribution is softmax(logits / temperature), cut only by top_k / top_p."""
@@ -69,16 +81,23 @@ SHOWN_KEYS = (*SAMPLING_KEYS, "repetition_penalty", "max_new_tokens")
 
 
 def decoding_config(
-    tokenizer: PreTrainedTokenizerBase, max_new_tokens: int, temperature: float = 0.0,
-    top_k: int = 0, top_p: float = 1.0,
+    tokenizer: PreTrainedTokenizerBase,
+    max_new_tokens: int,
+    temperature: float = 0.0,
+    top_k: int = 0,
+    top_p: float = 1.0,
 ) -> GenerationConfig:
     """Greedy decoding (temperature 0) or sampling at `temperature`, every knob explicit."""
-    sampling = {"temperature": temperature, "top_k": top_k, "top_p": top_p} if (
-        temperature > 0) else {}
+    sampling = (
+        {"temperature": temperature, "top_k": top_k, "top_p": top_p} if (temperature > 0) else {}
+    )
     return GenerationConfig(
-        do_sample=temperature > 0, **sampling,
-        max_new_tokens=max_new_tokens, pad_token_id=tokenizer.pad_token_id,
-        eos_token_id=tokenizer.eos_token_id, bos_token_id=tokenizer.bos_token_id,
+        do_sample=temperature > 0,
+        **sampling,
+        max_new_tokens=max_new_tokens,
+        pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        bos_token_id=tokenizer.bos_token_id,
         **NEUTRAL_DECODING,
     )
 
@@ -96,8 +115,11 @@ def checkpoint_defaults_ignored(model: PreTrainedModel) -> Iterator[None]:
 
 
 def generate_ids(
-    model: PreTrainedModel, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-    config: GenerationConfig, **kwargs: Any,
+    model: PreTrainedModel,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+    config: GenerationConfig,
+    **kwargs: Any,
 ) -> Any:
     """`model.generate` with exactly `config` (see `checkpoint_defaults_ignored`), in eval mode;
     the model's previous mode is restored."""
@@ -105,8 +127,12 @@ def generate_ids(
     model.eval()
     try:
         with checkpoint_defaults_ignored(model):
-            return model.generate(input_ids=input_ids, attention_mask=attention_mask,
-                                  generation_config=config, **kwargs)
+            return model.generate(
+                input_ids=input_ids,
+                attention_mask=attention_mask,
+                generation_config=config,
+                **kwargs,
+            )
     finally:
         model.train(was_training)
 
@@ -118,25 +144,44 @@ def describe_decoding(model: PreTrainedModel, config: GenerationConfig) -> str:
     saved = getattr(model, "generation_config", None)
     blank = GenerationConfig()
     ignored = {
-        key: value for key in (*SAMPLING_KEYS, *NEUTRAL_DECODING)
+        key: value
+        for key in (*SAMPLING_KEYS, *NEUTRAL_DECODING)
         if saved is not None
         and (value := getattr(saved, key, None)) is not None
-        and value != getattr(blank, key, None) and value != getattr(config, key, None)
+        and value != getattr(blank, key, None)
+        and value != getattr(config, key, None)
     }
-    note = (" (the checkpoint's generation_config, not used: "
-            + ", ".join(f"{k}={v}" for k, v in ignored.items()) + ")") if ignored else ""
+    note = (
+        (
+            " (the checkpoint's generation_config, not used: "
+            + ", ".join(f"{k}={v}" for k, v in ignored.items())
+            + ")"
+        )
+        if ignored
+        else ""
+    )
     return f"generation: {shown}, every other logits processor off{note}"
 
 
 def generate_responses(
-    model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompts: list[str],
-    max_new_tokens: int = 128, batch_size: int = 16,
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    prompts: list[str],
+    max_new_tokens: int = 128,
+    batch_size: int = 16,
 ) -> list[str]:
     """Greedy answers to user prompts, formatted with the chat template, cut at EOS."""
     from icegrt_cli.eval.generate import generate
 
     rows = [encode_prompt(tokenizer, p) for p in prompts]
     max_length = getattr(model.config, "max_position_embeddings", 2048)
-    texts = generate(model, tokenizer, rows, max_new_tokens=max_new_tokens, stop=[],
-                     batch_size=batch_size, max_length=max_length)
+    texts = generate(
+        model,
+        tokenizer,
+        rows,
+        max_new_tokens=max_new_tokens,
+        stop=[],
+        batch_size=batch_size,
+        max_length=max_length,
+    )
     return [t.strip() for t in texts]

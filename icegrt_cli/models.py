@@ -87,7 +87,10 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int) -> PreTrainedTokenize
     )
     backend.train_from_iterator(texts, trainer=trainer)
     tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=backend, pad_token=PAD, eos_token=EOS, bos_token=BOS,
+        tokenizer_object=backend,
+        pad_token=PAD,
+        eos_token=EOS,
+        bos_token=BOS,
         additional_special_tokens=list(ROLE_TOKENS),
     )
     tokenizer.chat_template = CHAT_TEMPLATE
@@ -179,9 +182,17 @@ def materialize(cfg: ModelConfig, out_dir: Path, seed: int) -> Path:
     return out_dir
 
 
-PRESET_KEYS = ("tokenizer", "hidden_size", "num_layers", "num_heads", "num_kv_heads",
-               "intermediate_size", "max_position_embeddings", "vocab_size",
-               "tie_word_embeddings")
+PRESET_KEYS = (
+    "tokenizer",
+    "hidden_size",
+    "num_layers",
+    "num_heads",
+    "num_kv_heads",
+    "intermediate_size",
+    "max_position_embeddings",
+    "vocab_size",
+    "tie_word_embeddings",
+)
 PRESET_FILE = "icegrt_preset.json"
 """Beside a built preset: the settings and seed it was built from. A rerun with other sizes
 rebuilds it instead of silently training the old model."""
@@ -235,9 +246,13 @@ def load_causal_lm(
     path: str | Path, cfg: ModelConfig, tokenizer: PreTrainedTokenizerBase
 ) -> PreTrainedModel:
     config = without_dropout(
-        AutoConfig.from_pretrained(path, trust_remote_code=cfg.trust_remote_code))
+        AutoConfig.from_pretrained(path, trust_remote_code=cfg.trust_remote_code)
+    )
     model = AutoModelForCausalLM.from_pretrained(
-        path, config=config, dtype=torch_dtype(cfg.dtype), trust_remote_code=cfg.trust_remote_code,
+        path,
+        config=config,
+        dtype=torch_dtype(cfg.dtype),
+        trust_remote_code=cfg.trust_remote_code,
         **({"attn_implementation": cfg.attn_implementation} if cfg.attn_implementation else {}),
     )
     if cfg.gradient_checkpointing:
@@ -253,11 +268,14 @@ def load_scalar_model(
     From a causal-LM folder the head is new; from a reward-model folder it is loaded.
     """
     config = without_dropout(
-        AutoConfig.from_pretrained(path, trust_remote_code=cfg.trust_remote_code))
+        AutoConfig.from_pretrained(path, trust_remote_code=cfg.trust_remote_code)
+    )
     config.num_labels = 1
     config.pad_token_id = tokenizer.pad_token_id
     model = AutoModelForSequenceClassification.from_pretrained(
-        path, config=config, dtype=torch_dtype(cfg.dtype),
+        path,
+        config=config,
+        dtype=torch_dtype(cfg.dtype),
         trust_remote_code=cfg.trust_remote_code,
     )
     return _prepare(model, tokenizer)

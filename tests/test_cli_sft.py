@@ -33,17 +33,18 @@ def test_run_folder_holds_config_metrics_and_a_loadable_model(sft_run: Path) -> 
     model = AutoModelForCausalLM.from_pretrained(sft_run / "model")
     tokenizer = AutoTokenizer.from_pretrained(sft_run / "model")
     assert tokenizer.pad_token_id != tokenizer.eos_token_id
-    ids = tokenizer.apply_chat_template([{"role": "user", "content": "Review this ad."}],
-                                        add_generation_prompt=True, return_tensors="pt")
+    ids = tokenizer.apply_chat_template(
+        [{"role": "user", "content": "Review this ad."}],
+        add_generation_prompt=True,
+        return_tensors="pt",
+    )
     ids = ids["input_ids"] if not isinstance(ids, torch.Tensor) else ids
     out = model.generate(ids, max_new_tokens=5, do_sample=False)
     assert out.shape[1] > ids.shape[1]
     assert list((sft_run / "model").glob("*.safetensors"))
 
 
-def test_resume_after_a_stop_ends_like_an_uninterrupted_run(
-    sft_run: Path, tmp_path: Path
-) -> None:
+def test_resume_after_a_stop_ends_like_an_uninterrupted_run(sft_run: Path, tmp_path: Path) -> None:
     icegrt("sft", "run.name=demo", *TINY_SFT, "train.stop_after=3", cwd=tmp_path)
     part = tmp_path / "runs" / "demo" / "sft"
     assert not (part / "model").exists() and (part / "checkpoints" / "step-3").exists()
@@ -55,8 +56,15 @@ def test_resume_after_a_stop_ends_like_an_uninterrupted_run(
 
 
 def test_multirun_writes_one_folder_per_job(tmp_path: Path) -> None:
-    proc = icegrt("sft", "-m", "optim.lr=1e-3,3e-3", *TINY_SFT, "train.max_steps=2",
-                  "run.name=sweep", cwd=tmp_path)
+    proc = icegrt(
+        "sft",
+        "-m",
+        "optim.lr=1e-3,3e-3",
+        *TINY_SFT,
+        "train.max_steps=2",
+        "run.name=sweep",
+        cwd=tmp_path,
+    )
     sweep = tmp_path / "runs" / "sweep" / "multirun" / "sft"
     lrs = sorted(OmegaConf.load(sweep / str(i) / "config.yaml").optim.lr for i in (0, 1))
     assert lrs == [1e-3, 3e-3], proc.stdout
@@ -88,24 +96,47 @@ def test_bad_input_is_one_line_and_non_zero(tmp_path: Path, args: list[str], mes
     ("lines", "message"),
     [
         (['{"prompt": "a", "response": "b"}', "{broken"], "bad.jsonl:2: not valid JSON"),
-        (['{"prompt": "a", "response": "b"}', '{"prompt": "a"}'],
-         "bad.jsonl:2: missing field 'response'"),
+        (
+            ['{"prompt": "a", "response": "b"}', '{"prompt": "a"}'],
+            "bad.jsonl:2: missing field 'response'",
+        ),
         ([""], "bad.jsonl: the data set is empty"),
     ],
 )
 def test_bad_data_names_file_and_line(tmp_path: Path, lines: list[str], message: str) -> None:
     (tmp_path / "bad.jsonl").write_text("\n".join(lines) + "\n")
-    proc = icegrt("sft", "data=jsonl", "data.sources.0.path=bad.jsonl", "run.progress=false",
-                  cwd=tmp_path, check=False)
+    proc = icegrt(
+        "sft",
+        "data=jsonl",
+        "data.sources.0.path=bad.jsonl",
+        "run.progress=false",
+        cwd=tmp_path,
+        check=False,
+    )
     assert proc.returncode != 0 and message in proc.stderr, proc.stderr
 
 
 def test_runs_under_accelerate_with_two_processes(tmp_path: Path) -> None:
     proc = subprocess.run(
-        [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "2", "--cpu",
-         "-m", "icegrt_cli.cli", "sft", "run.name=ddp", *TINY_SFT, "train.max_steps=3",
-         "train.batch_size=4"],
-        cwd=tmp_path, capture_output=True, text=True, timeout=600,
+        [
+            sys.executable,
+            "-m",
+            "accelerate.commands.launch",
+            "--num_processes",
+            "2",
+            "--cpu",
+            "-m",
+            "icegrt_cli.cli",
+            "sft",
+            "run.name=ddp",
+            *TINY_SFT,
+            "train.max_steps=3",
+            "train.batch_size=4",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     records = read_metrics(tmp_path / "runs" / "ddp" / "sft" / "metrics.jsonl")
@@ -114,8 +145,15 @@ def test_runs_under_accelerate_with_two_processes(tmp_path: Path) -> None:
 
 
 def test_a_diverged_run_fails_in_one_line_and_marks_nothing_finished(tmp_path: Path) -> None:
-    proc = icegrt("sft", "run.name=demo", *TINY_SFT, "optim.lr=1e10", "optim.max_grad_norm=0",
-                  cwd=tmp_path, check=False)
+    proc = icegrt(
+        "sft",
+        "run.name=demo",
+        *TINY_SFT,
+        "optim.lr=1e10",
+        "optim.max_grad_norm=0",
+        cwd=tmp_path,
+        check=False,
+    )
     said = " ".join((proc.stdout + proc.stderr).split())
     assert proc.returncode == 2 and "Traceback" not in said, said[-2000:]
     assert "sft: non-finite train/loss" in said and "nothing of this run was saved" in said
@@ -141,9 +179,17 @@ def test_a_failed_rerun_leaves_the_finished_runs_record_alone(
 
     shutil.copytree(sft_run, tmp_path / "runs" / "demo" / "sft")
     out = tmp_path / "runs" / "demo" / "sft"
-    before = {name: (out / name).read_bytes() for name in ("config.yaml", "metrics.jsonl",
-                                                            "summary.json")}
-    proc = icegrt("sft", "run.name=demo", *TINY_SFT, "data.sources.0.kind=file",
-                  "data.sources.0.path=missing.jsonl", cwd=tmp_path, check=False)
+    before = {
+        name: (out / name).read_bytes() for name in ("config.yaml", "metrics.jsonl", "summary.json")
+    }
+    proc = icegrt(
+        "sft",
+        "run.name=demo",
+        *TINY_SFT,
+        "data.sources.0.kind=file",
+        "data.sources.0.path=missing.jsonl",
+        cwd=tmp_path,
+        check=False,
+    )
     assert proc.returncode == 2 and "missing.jsonl" in proc.stderr
     assert {name: (out / name).read_bytes() for name in before} == before

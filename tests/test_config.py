@@ -53,10 +53,14 @@ def test_every_group_option_composes(stage: str) -> None:
 
 def test_pipeline_routes_stage_overrides() -> None:
     assert name_groups("pipeline", ["ppo.kl=adaptive", "sft.optim.lr=1"]) == [
-        "kl@ppo.kl=adaptive", "sft.optim.lr=1"]
+        "kl@ppo.kl=adaptive",
+        "sft.optim.lr=1",
+    ]
     with initialize_config_dir(str(conf_dir()), version_base="1.3"):
-        cfg = compose(config_name="pipeline", overrides=name_groups(
-            "pipeline", ["ppo.kl=adaptive", "train_rm.reward_model=small"]))
+        cfg = compose(
+            config_name="pipeline",
+            overrides=name_groups("pipeline", ["ppo.kl=adaptive", "train_rm.reward_model=small"]),
+        )
     assert cfg.ppo.kl.kind == "adaptive" and cfg.train_rm.reward_model.hidden_size == 256
     assert cfg.sft.stage == "sft" and cfg.ppo.data.sources[0].eval_path == "valid"
 
@@ -97,8 +101,7 @@ def test_wheel_ships_every_package() -> None:
 def test_flags_move_before_overrides() -> None:
     """argparse would drop overrides that follow a flag (`icegrt ppo a=1 -m b=1,2`)."""
     args = ["a=1", "-m", "b=1,2", "--cfg", "job", "--info", "defaults", "c=3"]
-    assert flags_first(args) == ["-m", "--cfg", "job", "--info", "defaults", "a=1", "b=1,2",
-                                 "c=3"]
+    assert flags_first(args) == ["-m", "--cfg", "job", "--info", "defaults", "a=1", "b=1,2", "c=3"]
 
 
 def test_hydra_modes_cannot_be_combined() -> None:

@@ -28,15 +28,18 @@ def _file(path: Path) -> SourceConfig:
 
 
 def test_malformed_jsonl_line_names_file_and_line(tmp_path: Path) -> None:
-    path = _write(tmp_path / "sft.jsonl", [
-        json.dumps({"prompt": "a", "response": "b"}), "{not json", ""])
+    path = _write(
+        tmp_path / "sft.jsonl", [json.dumps({"prompt": "a", "response": "b"}), "{not json", ""]
+    )
     with pytest.raises(DataError, match=rf"^{path}:2: not valid JSON"):
         read_source(_file(path), "sft", check_sft_record)
 
 
 def test_missing_field_names_file_line_and_field(tmp_path: Path) -> None:
-    path = _write(tmp_path / "sft.jsonl", [
-        json.dumps({"prompt": "a", "response": "b"}), json.dumps({"prompt": "a"})])
+    path = _write(
+        tmp_path / "sft.jsonl",
+        [json.dumps({"prompt": "a", "response": "b"}), json.dumps({"prompt": "a"})],
+    )
     with pytest.raises(DataError, match=rf"^{path}:2: missing field 'response'"):
         read_source(_file(path), "sft", check_sft_record)
 
@@ -51,8 +54,9 @@ def test_empty_data_set_and_missing_file(tmp_path: Path) -> None:
 
 def test_field_remapping(tmp_path: Path) -> None:
     path = _write(tmp_path / "qa.jsonl", [json.dumps({"question": "q", "answer": "a"})])
-    source = SourceConfig(kind="file", path=str(path),
-                          fields={"prompt": "question", "response": "answer"})
+    source = SourceConfig(
+        kind="file", path=str(path), fields={"prompt": "question", "response": "answer"}
+    )
     (record,) = read_source(source, "sft", check_sft_record)
     assert (record["prompt"], record["response"]) == ("q", "a")
 
@@ -79,8 +83,12 @@ def test_holdout_is_seeded_and_disjoint() -> None:
 
 
 def test_demo_blend_mixes_domain_and_general() -> None:
-    data = DataConfig(sources=[SourceConfig(kind="demo"),
-                               SourceConfig(kind="demo", path="general_sft", weight=0.5)])
+    data = DataConfig(
+        sources=[
+            SourceConfig(kind="demo"),
+            SourceConfig(kind="demo", path="general_sft", weight=0.5),
+        ]
+    )
     train, held = load_splits(data, "sft", check_sft_record, seed=0)
     tasks = [r["task"] for r in train]
     assert tasks.count("general") == round(0.5 * 950)
@@ -100,9 +108,14 @@ def test_prompt_is_masked_and_response_ends_with_eos(tiny_lm) -> None:
 
 def test_messages_format_trains_on_every_assistant_turn(tiny_lm) -> None:
     _, tokenizer = tiny_lm
-    record = {"messages": [
-        {"role": "user", "content": "one"}, {"role": "assistant", "content": "two"},
-        {"role": "user", "content": "three"}, {"role": "assistant", "content": "four"}]}
+    record = {
+        "messages": [
+            {"role": "user", "content": "one"},
+            {"role": "assistant", "content": "two"},
+            {"role": "user", "content": "three"},
+            {"role": "assistant", "content": "four"},
+        ]
+    }
     enc = encode_sft(tokenizer, record)
     targets = [t for t in enc.labels if t != IGNORE]
     assert targets.count(tokenizer.eos_token_id) == 2
@@ -112,8 +125,10 @@ def test_messages_format_trains_on_every_assistant_turn(tiny_lm) -> None:
 
 def test_collator_weight_counts_target_tokens_and_packing_keeps_them(tiny_lm) -> None:
     _, tokenizer = tiny_lm
-    rows = [encode_sft(tokenizer, {"prompt": f"question {i}", "response": "answer " * i})
-            for i in range(1, 6)]
+    rows = [
+        encode_sft(tokenizer, {"prompt": f"question {i}", "response": "answer " * i})
+        for i in range(1, 6)
+    ]
     collate = LMCollator(tokenizer.pad_token_id)
     plain = collate(rows)
     packed_rows = pack(rows, max_length=64)
@@ -126,16 +141,21 @@ def test_collator_weight_counts_target_tokens_and_packing_keeps_them(tiny_lm) ->
 
 def test_per_example_loss_is_the_sum_of_each_examples_mean(tiny_lm) -> None:
     model, tokenizer = tiny_lm
-    rows = [encode_sft(tokenizer, {"prompt": f"question {i}", "response": "answer " * (3 * i)})
-            for i in range(1, 5)]
+    rows = [
+        encode_sft(tokenizer, {"prompt": f"question {i}", "response": "answer " * (3 * i)})
+        for i in range(1, 5)
+    ]
     collate = LMCollator(tokenizer.pad_token_id, per_example=True)
     batch = collate(rows)
     assert batch["weight"].item() == 4
     # Each example's target tokens share weight 1/n: a row of weights sums to 1.
     assert torch.allclose(batch["token_weight"].sum(dim=1), torch.ones(4))
     with torch.no_grad():
-        means = [lm_loss_sum(model, LMCollator(tokenizer.pad_token_id)(rows[i : i + 1]))
-                 / sum(t != IGNORE for t in rows[i].labels[1:]) for i in range(4)]
+        means = [
+            lm_loss_sum(model, LMCollator(tokenizer.pad_token_id)(rows[i : i + 1]))
+            / sum(t != IGNORE for t in rows[i].labels[1:])
+            for i in range(4)
+        ]
         assert torch.allclose(lm_loss_sum(model, batch), sum(means), atol=1e-4)
         per_token = LMCollator(tokenizer.pad_token_id)(rows)
         token_mean = lm_loss_sum(model, per_token) / per_token["weight"]

@@ -113,8 +113,11 @@ def test_gold_matches_the_ad_text() -> None:
 
 
 def test_ad_prompts_are_unique_across_splits() -> None:
-    prompts = [row["prompt"] for part in ("sft", "pairs", "prompts", "test", "valid")
-               for row in _rows(part)]
+    prompts = [
+        row["prompt"]
+        for part in ("sft", "pairs", "prompts", "test", "valid")
+        for row in _rows(part)
+    ]
     assert len(set(prompts)) == len(prompts)
 
 

@@ -63,8 +63,10 @@ def test_checkpoint_round_trip_and_keep_last(tmp_path: Path) -> None:
 
 
 def _examples(tokenizer, n: int = 32):
-    return [encode_sft(tokenizer, {"prompt": f"what is {i} plus {i}", "response": f"{2 * i}"})
-            for i in range(n)]
+    return [
+        encode_sft(tokenizer, {"prompt": f"what is {i} plus {i}", "response": f"{2 * i}"})
+        for i in range(n)
+    ]
 
 
 def _train(tmp_path: Path, model_dir: Path, name: str, **train_kw) -> tuple:
@@ -72,21 +74,31 @@ def _train(tmp_path: Path, model_dir: Path, name: str, **train_kw) -> tuple:
     tokenizer = load_tokenizer(cfg)
     model = load_causal_lm(model_dir, cfg, tokenizer)
     run = RunConfig(seed=0, progress=False, log_every=1, resume=train_kw.pop("resume", None))
-    train = TrainConfig(max_steps=train_kw.pop("max_steps", 6), eval_every=0, save_every=0,
-                        **train_kw)
+    train = TrainConfig(
+        max_steps=train_kw.pop("max_steps", 6), eval_every=0, save_every=0, **train_kw
+    )
     optim = OptimConfig(lr=1e-2, warmup_steps=1)
     rt = setup_runtime(run)
     out = tmp_path / name
-    result = fit(rt, model, _examples(tokenizer), LMCollator(tokenizer.pad_token_id), lm_step,
-                 run=run, train=train, optim=optim, out_dir=out, eval_set=_examples(tokenizer, 8))
+    result = fit(
+        rt,
+        model,
+        _examples(tokenizer),
+        LMCollator(tokenizer.pad_token_id),
+        lm_step,
+        run=run,
+        train=train,
+        optim=optim,
+        out_dir=out,
+        eval_set=_examples(tokenizer, 8),
+    )
     return result, model, out
 
 
 def test_accumulation_equals_a_larger_batch(tmp_path: Path, tiny_model_dir: Path) -> None:
     """batch 1 x accumulation 8 takes the same step as batch 8 x accumulation 1."""
     _, big, _ = _train(tmp_path, tiny_model_dir, "big", batch_size=8, grad_accum=1, max_steps=3)
-    _, small, _ = _train(tmp_path, tiny_model_dir, "small", batch_size=1, grad_accum=8,
-                         max_steps=3)
+    _, small, _ = _train(tmp_path, tiny_model_dir, "small", batch_size=1, grad_accum=8, max_steps=3)
     for a, b in zip(big.parameters(), small.parameters(), strict=True):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
 
@@ -99,13 +111,14 @@ def test_training_lowers_held_out_loss(tmp_path: Path, tiny_model_dir: Path) -> 
 
 
 def test_resume_matches_an_uninterrupted_run(tmp_path: Path, tiny_model_dir: Path) -> None:
-    full, full_model, full_out = _train(tmp_path, tiny_model_dir, "full", batch_size=4,
-                                        max_steps=6)
-    part, _, part_out = _train(tmp_path, tiny_model_dir, "part", batch_size=4, max_steps=6,
-                               stop_after=3)
+    full, full_model, full_out = _train(tmp_path, tiny_model_dir, "full", batch_size=4, max_steps=6)
+    part, _, part_out = _train(
+        tmp_path, tiny_model_dir, "part", batch_size=4, max_steps=6, stop_after=3
+    )
     assert part.stopped_early and part.steps == 3
-    resumed, resumed_model, _ = _train(tmp_path, tiny_model_dir, "part", batch_size=4,
-                                       max_steps=6, resume="latest")
+    resumed, resumed_model, _ = _train(
+        tmp_path, tiny_model_dir, "part", batch_size=4, max_steps=6, resume="latest"
+    )
     assert resumed.steps == full.steps == 6
     assert math.isclose(resumed.eval_metrics["loss"], full.eval_metrics["loss"], rel_tol=1e-6)
     for a, b in zip(full_model.parameters(), resumed_model.parameters(), strict=True):

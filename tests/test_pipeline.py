@@ -14,13 +14,22 @@ pytestmark = pytest.mark.slow
 STAGES = ("sft", "train_rm", "ppo", "eval")
 TINY = [
     *(f"sft.{o}" for o in TINY_SFT if not o.startswith("run.")),
-    "train_rm.data.sources.0.limit=64", "train_rm.train.max_steps=3",
-    "train_rm.train.batch_size=8", "train_rm.calibration_size=8",
-    "ppo.ppo.steps=2", "ppo.rollout.batch_size=8", "ppo.rollout.max_new_tokens=12",
-    "ppo.ppo.minibatch_size=4", "ppo.train.eval_size=4", "ppo.data.sources.0.limit=32",
-    "ppo.ptx_data.sources.0.limit=32", "ppo.ptx_data.sources.1.limit=32",
+    "train_rm.data.sources.0.limit=64",
+    "train_rm.train.max_steps=3",
+    "train_rm.train.batch_size=8",
+    "train_rm.calibration_size=8",
+    "ppo.ppo.steps=2",
+    "ppo.rollout.batch_size=8",
+    "ppo.rollout.max_new_tokens=12",
+    "ppo.ppo.minibatch_size=4",
+    "ppo.train.eval_size=4",
+    "ppo.data.sources.0.limit=32",
+    "ppo.ptx_data.sources.0.limit=32",
+    "ppo.ptx_data.sources.1.limit=32",
     "ppo.ppo.ptx_batch_size=4",
-    "eval.tasks=[ad_moderation,arc_easy]", "eval.limit=4", "eval.task.ad_moderation.limit=4",
+    "eval.tasks=[ad_moderation,arc_easy]",
+    "eval.limit=4",
+    "eval.task.ad_moderation.limit=4",
     "run.progress=false",
 ]
 
@@ -59,8 +68,9 @@ def test_rerun_skips_finished_stages_and_force_reruns_one(pipeline_run) -> None:
 def test_reuse_from_links_finished_stages(pipeline_run, tmp_path: Path) -> None:
     cwd, _ = pipeline_run
     base = cwd / "runs" / "demo"
-    proc = icegrt("pipeline", "run.name=again", f"reuse_from={base}", "stages=[sft,train_rm]",
-                  *TINY, cwd=cwd)
+    proc = icegrt(
+        "pipeline", "run.name=again", f"reuse_from={base}", "stages=[sft,train_rm]", *TINY, cwd=cwd
+    )
     again = cwd / "runs" / "again"
     assert (again / "sft").is_symlink() and (again / "train_rm").is_symlink()
     assert proc.stdout.count("reused from") == 2
@@ -69,8 +79,14 @@ def test_reuse_from_links_finished_stages(pipeline_run, tmp_path: Path) -> None:
 def test_a_bad_ppo_setting_stops_the_pipeline_before_sft(tmp_path: Path) -> None:
     prompts = tmp_path / "prompts.jsonl"
     prompts.write_text('{"prompt": "Review this ad."}\n')
-    proc = icegrt("pipeline", "run.name=own", "ppo.data=jsonl",
-                  f"ppo.data.sources.0.path={prompts}", cwd=tmp_path, check=False)
+    proc = icegrt(
+        "pipeline",
+        "run.name=own",
+        "ppo.data=jsonl",
+        f"ppo.data.sources.0.path={prompts}",
+        cwd=tmp_path,
+        check=False,
+    )
     assert proc.returncode == 2
     assert "error: ptx_data: PPO-ptx (ppo.ptx_coef=0.2) would train on the demo's" in proc.stderr
     assert not (tmp_path / "runs" / "own" / "sft").exists()  # nothing trained, nothing lost

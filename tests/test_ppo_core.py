@@ -527,6 +527,7 @@ def test_masked_whiten_across_processes_uses_the_global_batch():
             total = slots[0] + slots[1]
             barrier.wait()  # both have read before the next call overwrites a slot
             return total
+
         return reduce
 
     out: list[torch.Tensor | None] = [None, None]

@@ -38,8 +38,14 @@ from icegrt_cli.ppo.rollout import (
 from icegrt_cli.ppo.update import Learner, ppo_update
 from icegrt_cli.stages.ppo import check
 
-CHAT_MODEL_SAMPLING = {"do_sample": True, "temperature": 0.6, "top_p": 0.9, "top_k": 20,
-                       "min_p": 0.05, "repetition_penalty": 1.3}
+CHAT_MODEL_SAMPLING = {
+    "do_sample": True,
+    "temperature": 0.6,
+    "top_p": 0.9,
+    "top_k": 20,
+    "min_p": 0.05,
+    "repetition_penalty": 1.3,
+}
 """Sampling defaults of the kind a chat checkpoint ships in generation_config.json."""
 
 
@@ -81,8 +87,9 @@ def test_samples_come_from_the_scored_distribution_whatever_the_checkpoint_says(
     assert gap < 1e-4
     # The check can fail: a truncated sampler is visibly not the scored distribution.
     torch.manual_seed(0)
-    cut = sampler_scorer_gap(model, tokenizer, _rows(tokenizer),
-                             RolloutConfig(max_new_tokens=12, top_k=3))
+    cut = sampler_scorer_gap(
+        model, tokenizer, _rows(tokenizer), RolloutConfig(max_new_tokens=12, top_k=3)
+    )
     assert cut > 0.1
     assert model.generation_config.temperature == 0.6  # and they are left as they were
 
@@ -93,8 +100,18 @@ def test_greedy_generation_is_greedy_on_a_checkpoint_that_samples(chat_model_dir
     runs = []
     for seed in (0, 1, 2):
         torch.manual_seed(seed)
-        runs.append(generate(model, tokenizer, rows, max_new_tokens=8, stop=[], batch_size=3,
-                             max_length=512, seed=seed))
+        runs.append(
+            generate(
+                model,
+                tokenizer,
+                rows,
+                max_new_tokens=8,
+                stop=[],
+                batch_size=3,
+                max_length=512,
+                seed=seed,
+            )
+        )
     assert runs[0] == runs[1] == runs[2]
     for row, text in zip(rows, runs[0], strict=True):
         ids = list(row)
@@ -104,7 +121,7 @@ def test_greedy_generation_is_greedy_on_a_checkpoint_that_samples(chat_model_dir
                 if ids[-1] == tokenizer.eos_token_id:
                     ids.pop()
                     break
-        assert text == tokenizer.decode(ids[len(row):], skip_special_tokens=True)
+        assert text == tokenizer.decode(ids[len(row) :], skip_special_tokens=True)
 
 
 def test_rollout_greedy_and_sampled_settings_are_logged_with_what_was_set_aside(
@@ -163,9 +180,12 @@ def _ppo_settings(**kl: object):
 def test_k1_in_the_loss_is_refused_before_anything_loads() -> None:
     with pytest.raises(ConfigError, match="kl.estimator=k1 with kl.in_reward=false"):
         check(_ppo_settings(in_reward=False, estimator="k1"))
-    for fine in ({"in_reward": False, "estimator": "k2"}, {"in_reward": False, "estimator": "k3"},
-                 {"in_reward": True, "estimator": "k1"},
-                 {"in_reward": False, "estimator": "k1", "kind": "none"}):
+    for fine in (
+        {"in_reward": False, "estimator": "k2"},
+        {"in_reward": False, "estimator": "k3"},
+        {"in_reward": True, "estimator": "k1"},
+        {"in_reward": False, "estimator": "k1", "kind": "none"},
+    ):
         check(_ppo_settings(**fine))
 
 
@@ -173,7 +193,8 @@ def test_k1_in_the_loss_is_refused_before_anything_loads() -> None:
 
 
 def test_attention_dropout_of_a_checkpoint_is_off_in_training_mode(
-    tiny_model_dir: Path, tmp_path: Path,
+    tiny_model_dir: Path,
+    tmp_path: Path,
 ) -> None:
     folder = _copy_model(tiny_model_dir, tmp_path / "dropout", attention_dropout=0.5)
     ids = torch.tensor([[5, 9, 17, 33, 60, 71, 80, 99]])
@@ -184,15 +205,17 @@ def test_attention_dropout_of_a_checkpoint_is_off_in_training_mode(
     tokenizer = load_tokenizer(cfg)
     for load in (load_causal_lm, load_scalar_model):
         model = load(folder, cfg, tokenizer).train()
-        torch.testing.assert_close(model(input_ids=ids).logits, model(input_ids=ids).logits,
-                                   rtol=0, atol=0)
+        torch.testing.assert_close(
+            model(input_ids=ids).logits, model(input_ids=ids).logits, rtol=0, atol=0
+        )
 
 
 # -- 4. Limits come from the loaded checkpoint ---------------------------------------------------
 
 
 def test_context_length_is_the_checkpoints_not_the_size_presets(
-    tiny_model_dir: Path, tmp_path: Path,
+    tiny_model_dir: Path,
+    tmp_path: Path,
 ) -> None:
     folder = _copy_model(tiny_model_dir, tmp_path / "long", max_position_embeddings=4096)
     assert ModelConfig().max_position_embeddings == 512
@@ -202,8 +225,9 @@ def test_context_length_is_the_checkpoints_not_the_size_presets(
 # -- 5. The reward model reads exactly what the policy produced --------------------------------
 
 
-def _sequences(prompts: list[list[int]], responses: list[list[int]], pad: int,
-               eos: int) -> Sequences:
+def _sequences(
+    prompts: list[list[int]], responses: list[list[int]], pad: int, eos: int
+) -> Sequences:
     width = max(len(r) for r in responses)
     from icegrt_cli.lm import left_pad
 
@@ -229,7 +253,8 @@ def test_truncated_answers_reach_the_reward_model_without_an_added_eos(tiny_lm) 
 
 
 def test_another_reward_tokenizer_gets_eos_only_where_the_policy_ended(
-    tiny_lm, tmp_path: Path,
+    tiny_lm,
+    tmp_path: Path,
 ) -> None:
     from icegrt_cli.models import train_tokenizer
     from tests.conftest import _corpus
@@ -238,11 +263,12 @@ def test_another_reward_tokenizer_gets_eos_only_where_the_policy_ended(
     other = train_tokenizer(_corpus(), vocab_size=300)
     eos = tokenizer.eos_token_id
     words = tokenizer(" the red cat", add_special_tokens=False).input_ids
-    seq = _sequences(_rows(tokenizer)[:2], [words + [eos], list(words)], tokenizer.pad_token_id,
-                     eos)
+    seq = _sequences(
+        _rows(tokenizer)[:2], [words + [eos], list(words)], tokenizer.pad_token_id, eos
+    )
     ended, cut = reward_rows(seq, tokenizer, other, ["the red cat", "a dog"])
     assert ended[-1] == other.eos_token_id and cut[-1] != other.eos_token_id
-    assert other.decode(cut[len(encode_prompt(other, "a dog")):]) == " the red cat"
+    assert other.decode(cut[len(encode_prompt(other, "a dog")) :]) == " the red cat"
 
 
 # -- PPO's figures do not depend on how the batch is split -------------------------------------
@@ -259,49 +285,78 @@ def test_one_minibatch_of_eight_and_eight_of_one_report_the_same_losses(tiny_mod
     actor = load_causal_lm(tiny_model_dir, cfg, tokenizer)
     critic = load_scalar_model(tiny_model_dir, cfg, tokenizer)
     texts = ["no", " water and fire", " the red cat is blue", " yes"] * 2
-    responses = [tokenizer(t, add_special_tokens=False).input_ids + [tokenizer.eos_token_id]
-                 for t in texts]
-    seq = _sequences(_rows(tokenizer)[:2] * 4, responses, tokenizer.pad_token_id,
-                     tokenizer.eos_token_id)
+    responses = [
+        tokenizer(t, add_special_tokens=False).input_ids + [tokenizer.eos_token_id] for t in texts
+    ]
+    seq = _sequences(
+        _rows(tokenizer)[:2] * 4, responses, tokenizer.pad_token_id, tokenizer.eos_token_id
+    )
     assert len(set(seq.response_mask.sum(dim=1).tolist())) > 2  # rows of different lengths
     old, _ = logprobs_in_chunks(actor, seq, 1.0, chunk=8)
     values = values_in_chunks(critic, seq, chunk=8)
-    exp, _ = build_experience(seq, old, old, values, torch.randn(8), 0.1, KLConfig(),
-                              PPOAlgoConfig())
+    exp, _ = build_experience(
+        seq, old, old, values, torch.randn(8), 0.1, KLConfig(), PPOAlgoConfig()
+    )
     figures = []
     for size in (8, 1):
-        learners = [Learner(m, torch.optim.AdamW(m.parameters(), lr=0.0), _Constant(), 1.0)
-                    for m in (actor, critic)]
-        figures.append(ppo_update(
-            exp, *learners, ppo=PPOAlgoConfig(minibatch_size=size, epochs=1),
-            kl_cfg=KLConfig(), temperature=1.0, update_actor=True,
-            accelerator=Accelerator(cpu=True), generator=torch.Generator().manual_seed(0),
-            step=1,
-        ))
+        learners = [
+            Learner(m, torch.optim.AdamW(m.parameters(), lr=0.0), _Constant(), 1.0)
+            for m in (actor, critic)
+        ]
+        figures.append(
+            ppo_update(
+                exp,
+                *learners,
+                ppo=PPOAlgoConfig(minibatch_size=size, epochs=1),
+                kl_cfg=KLConfig(),
+                temperature=1.0,
+                update_actor=True,
+                accelerator=Accelerator(cpu=True),
+                generator=torch.Generator().manual_seed(0),
+                step=1,
+            )
+        )
     whole, split = figures
     assert whole["ppo/value_loss"] > 0
-    for key in ("ppo/policy_loss", "ppo/value_loss", "ppo/entropy", "ppo/approx_kl",
-                "ppo/clipfrac", "ppo/ratio"):
+    for key in (
+        "ppo/policy_loss",
+        "ppo/value_loss",
+        "ppo/entropy",
+        "ppo/approx_kl",
+        "ppo/clipfrac",
+        "ppo/ratio",
+    ):
         assert split[key] == pytest.approx(whole[key], rel=1e-5, abs=1e-7), key
 
 
 def test_kl_goes_in_the_reward_or_in_the_loss_never_both(tiny_lm) -> None:
     _, tokenizer = tiny_lm
     eos = tokenizer.eos_token_id
-    responses = [tokenizer(t, add_special_tokens=False).input_ids + [eos]
-                 for t in (" no", " water and fire")]
+    responses = [
+        tokenizer(t, add_special_tokens=False).input_ids + [eos] for t in (" no", " water and fire")
+    ]
     seq = _sequences(_rows(tokenizer)[:2], responses, tokenizer.pad_token_id, eos)
     old = torch.full(seq.response_ids.shape, -2.0)
     ref = old - 0.5  # d = 0.5 on every token
     scores = torch.tensor([1.0, -1.0])
-    in_reward, _ = build_experience(seq, old, ref, torch.zeros_like(old), scores, 0.1,
-                                    KLConfig(estimator="k2"), PPOAlgoConfig())
-    in_loss, _ = build_experience(seq, old, ref, torch.zeros_like(old), scores, 0.1,
-                                  KLConfig(estimator="k2", in_reward=False), PPOAlgoConfig())
+    in_reward, _ = build_experience(
+        seq, old, ref, torch.zeros_like(old), scores, 0.1, KLConfig(estimator="k2"), PPOAlgoConfig()
+    )
+    in_loss, _ = build_experience(
+        seq,
+        old,
+        ref,
+        torch.zeros_like(old),
+        scores,
+        0.1,
+        KLConfig(estimator="k2", in_reward=False),
+        PPOAlgoConfig(),
+    )
     mask = seq.response_mask
     assert in_reward.loss_beta == 0.0 and in_loss.loss_beta == 0.1
     # k2 = d^2 / 2 = 0.125 per token: -0.0125 a token in the reward, nothing in the other.
     assert (in_reward.rewards.sum(dim=1) - scores).tolist() == pytest.approx(
-        (-0.0125 * mask.sum(dim=1)).tolist(), abs=1e-6)
+        (-0.0125 * mask.sum(dim=1)).tolist(), abs=1e-6
+    )
     assert in_loss.rewards.sum(dim=1).tolist() == pytest.approx(scores.tolist())
     assert in_loss.select(torch.tensor([1])).loss_beta == 0.1

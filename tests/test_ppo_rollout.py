@@ -42,8 +42,10 @@ def _sequences(tokenizer, prompts: list[list[int]], responses: list[list[int]]) 
 def test_left_padded_batch_scores_like_each_row_alone(tiny_lm) -> None:
     model, tokenizer = tiny_lm
     prompts = [tokenizer("the cat is red").input_ids, tokenizer("yes").input_ids]
-    responses = [tokenizer(" no").input_ids + [tokenizer.eos_token_id],
-                 tokenizer(" water and fire").input_ids]
+    responses = [
+        tokenizer(" no").input_ids + [tokenizer.eos_token_id],
+        tokenizer(" water and fire").input_ids,
+    ]
     seq = _sequences(tokenizer, prompts, responses)
     batched, _ = logprobs_in_chunks(model, seq, temperature=1.0, chunk=2)
     for row, (prompt, response) in enumerate(zip(prompts, responses, strict=True)):
@@ -124,15 +126,25 @@ def test_at_zero_learning_rate_ratio_is_one_and_kl_zero(tiny_model_dir, tiny_lm)
     old, _ = logprobs_in_chunks(actor, seq, 1.0, chunk=3)  # other chunking than the update
     ref, _ = logprobs_in_chunks(reference, seq, 1.0, chunk=8)
     values = torch.zeros_like(old)
-    exp, _ = build_experience(seq, old, ref, values, torch.randn(8), 0.1, KLConfig(),
-                              PPOAlgoConfig())
+    exp, _ = build_experience(
+        seq, old, ref, values, torch.randn(8), 0.1, KLConfig(), PPOAlgoConfig()
+    )
     assert torch.count_nonzero(exp.kl) == 0
-    zero = [Learner(m, torch.optim.SGD(m.parameters(), lr=0.0), _NoSchedule(), 0.0)
-            for m in (actor, critic)]
+    zero = [
+        Learner(m, torch.optim.SGD(m.parameters(), lr=0.0), _NoSchedule(), 0.0)
+        for m in (actor, critic)
+    ]
     figures = ppo_update(
-        exp, zero[0], zero[1], ppo=PPOAlgoConfig(minibatch_size=4, epochs=2),
-        kl_cfg=KLConfig(), temperature=1.0, update_actor=True,
-        accelerator=Accelerator(cpu=True), generator=torch.Generator().manual_seed(0), step=1,
+        exp,
+        zero[0],
+        zero[1],
+        ppo=PPOAlgoConfig(minibatch_size=4, epochs=2),
+        kl_cfg=KLConfig(),
+        temperature=1.0,
+        update_actor=True,
+        accelerator=Accelerator(cpu=True),
+        generator=torch.Generator().manual_seed(0),
+        step=1,
     )
     assert figures["ppo/ratio"] == pytest.approx(1.0, abs=1e-6)
     assert figures["ppo/approx_kl"] == pytest.approx(0.0, abs=1e-7)
@@ -147,12 +159,16 @@ class _NoSchedule:
 def test_sampled_evaluation_repeats_and_leaves_training_randomness_alone(tiny_lm) -> None:
     model, tokenizer = tiny_lm
     cfg = RolloutConfig(max_new_tokens=8, forward_batch_size=2)
-    rows = [encode_prompt(tokenizer, p) for p in
-            ("Review this ad.", "What is 2 + 3?", "Name a colour.")]
+    rows = [
+        encode_prompt(tokenizer, p) for p in ("Review this ad.", "What is 2 + 3?", "Name a colour.")
+    ]
 
     def drawn(seed: int) -> list[list[int]]:
-        return [ids for seq in sampled_answers(model, tokenizer, rows, cfg, seed=seed)
-                for ids in seq.response_ids.tolist()]
+        return [
+            ids
+            for seq in sampled_answers(model, tokenizer, rows, cfg, seed=seed)
+            for ids in seq.response_ids.tolist()
+        ]
 
     torch.manual_seed(0)
     state = torch.random.get_rng_state()

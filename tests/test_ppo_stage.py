@@ -20,14 +20,31 @@ from tests.cli_helpers import TINY_MODEL, TINY_SFT, icegrt
 
 pytestmark = pytest.mark.slow
 
-TINY_RM = ["data.sources.0.limit=96", "train.max_steps=4", "train.batch_size=8",
-           "train.eval_every=0", "train.save_every=0", "run.progress=false",
-           "calibration_size=16"]
-TINY_PPO = ["ppo.steps=4", "rollout.batch_size=8", "rollout.max_new_tokens=16",
-            "ppo.minibatch_size=4", "train.eval_size=8", "train.eval_every=2",
-            "train.save_every=0", "train.sample_every=2", "run.log_every=1",
-            "run.progress=false", "data.sources.0.limit=64", "ptx_data.sources.0.limit=32",
-            "ptx_data.sources.1.limit=32", "ppo.ptx_batch_size=4"]
+TINY_RM = [
+    "data.sources.0.limit=96",
+    "train.max_steps=4",
+    "train.batch_size=8",
+    "train.eval_every=0",
+    "train.save_every=0",
+    "run.progress=false",
+    "calibration_size=16",
+]
+TINY_PPO = [
+    "ppo.steps=4",
+    "rollout.batch_size=8",
+    "rollout.max_new_tokens=16",
+    "ppo.minibatch_size=4",
+    "train.eval_size=8",
+    "train.eval_every=2",
+    "train.save_every=0",
+    "train.sample_every=2",
+    "run.log_every=1",
+    "run.progress=false",
+    "data.sources.0.limit=64",
+    "ptx_data.sources.0.limit=32",
+    "ptx_data.sources.1.limit=32",
+    "ppo.ptx_batch_size=4",
+]
 
 
 @pytest.fixture(scope="module")
@@ -43,8 +60,9 @@ def _copy_run(cwd: Path, name: str) -> None:
     """The prepared sft + train_rm stages under another run name."""
     target = cwd / "runs" / name
     if not target.exists():
-        shutil.copytree(cwd / "runs" / "demo", target,
-                        ignore=shutil.ignore_patterns("ppo", "checkpoints"))
+        shutil.copytree(
+            cwd / "runs" / "demo", target, ignore=shutil.ignore_patterns("ppo", "checkpoints")
+        )
 
 
 def _ppo(cwd: Path, name: str, *args: str, check: bool = True):
@@ -59,10 +77,23 @@ def test_ppo_logs_every_named_quantity_and_saves_the_actor(run_dir: Path) -> Non
     steps = [r for r in records if "rollout/score_raw" in r]
     assert [r["step"] for r in steps] == [1, 2, 3, 4]
     expected = {
-        "rollout/score_raw", "rollout/score", "kl/ref", "kl/beta", "ppo/entropy",
-        "ppo/policy_loss", "ppo/value_loss", "ppo/clipfrac", "ppo/approx_kl",
-        "ppo/explained_variance", "adv/mean", "adv/std", "rollout/length", "rollout/eos_rate",
-        "rollout/truncated", "rollout/truncated_penalty", "rollout/gold",
+        "rollout/score_raw",
+        "rollout/score",
+        "kl/ref",
+        "kl/beta",
+        "ppo/entropy",
+        "ppo/policy_loss",
+        "ppo/value_loss",
+        "ppo/clipfrac",
+        "ppo/approx_kl",
+        "ppo/explained_variance",
+        "adv/mean",
+        "adv/std",
+        "rollout/length",
+        "rollout/eos_rate",
+        "rollout/truncated",
+        "rollout/truncated_penalty",
+        "rollout/gold",
     }
     assert expected <= set(steps[0])
     assert steps[0]["kl/ref"] == 0.0  # the actor equals the reference before any update
@@ -72,8 +103,10 @@ def test_ppo_logs_every_named_quantity_and_saves_the_actor(run_dir: Path) -> Non
     summary = json.loads((out / "summary.json").read_text())
     assert set(summary["eval_before"]) == set(summary["eval_after"])
     run = (run_dir / "runs" / "basic").resolve()
-    assert summary["models"] == {"policy": str(run / "sft" / "model"),
-                                 "reward_model": str(run / "train_rm" / "model")}
+    assert summary["models"] == {
+        "policy": str(run / "sft" / "model"),
+        "reward_model": str(run / "train_rm" / "model"),
+    }
     assert (out / "samples.jsonl").read_text().count("\n") == 2 * 4
     AutoModelForCausalLM.from_pretrained(out / "model")
 
@@ -83,16 +116,21 @@ def test_resumed_run_matches_an_uninterrupted_one(run_dir: Path) -> None:
     _ppo(run_dir, "parts", "train.stop_after=2")
     _ppo(run_dir, "parts", "run.resume=latest")
     whole, parts = (
-        [r for r in read_metrics(run_dir / "runs" / n / "ppo" / "metrics.jsonl")
-         if "rollout/score_raw" in r]
+        [
+            r
+            for r in read_metrics(run_dir / "runs" / n / "ppo" / "metrics.jsonl")
+            if "rollout/score_raw" in r
+        ]
         for n in ("whole", "parts")
     )
     assert len(whole) == len(parts) == 4
     for a, b in zip(whole, parts, strict=True):
         for key in ("rollout/score_raw", "kl/ref", "ppo/policy_loss", "ppo/value_loss"):
             assert a[key] == pytest.approx(b[key], rel=1e-4, abs=1e-6), (a["step"], key)
-    summaries = [json.loads((run_dir / "runs" / n / "ppo" / "summary.json").read_text())
-                 for n in ("whole", "parts")]
+    summaries = [
+        json.loads((run_dir / "runs" / n / "ppo" / "summary.json").read_text())
+        for n in ("whole", "parts")
+    ]
     assert summaries[1]["eval_before"] == summaries[0]["eval_before"] != {}
 
 
@@ -103,8 +141,7 @@ def _long_context_copy(run_dir: Path, stage: str) -> Path:
     if not target.exists():
         shutil.copytree(source, target)
         config = json.loads((target / "config.json").read_text())
-        (target / "config.json").write_text(json.dumps({**config,
-                                                        "max_position_embeddings": 4096}))
+        (target / "config.json").write_text(json.dumps({**config, "max_position_embeddings": 4096}))
     return target
 
 
@@ -113,20 +150,35 @@ def test_prompt_limit_comes_from_the_checkpoint_and_drops_are_said(run_dir: Path
     short = _ppo(run_dir, "ctx512", "rollout.max_new_tokens=500", "ppo.steps=1", check=False)
     said = " ".join((short.stdout + short.stderr).split())
     assert short.returncode != 0
-    assert ("64 of 64 prompts longer than 12 tokens (context 512 - rollout.max_new_tokens 500) "
-            "skipped") in said, said[-2000:]
+    assert (
+        "64 of 64 prompts longer than 12 tokens (context 512 - rollout.max_new_tokens 500) skipped"
+    ) in said, said[-2000:]
     # The same setting on checkpoints that take 4096 tokens keeps every prompt.
-    long = _ppo(run_dir, "ctx4096", "rollout.max_new_tokens=500", "ppo.steps=1",
-                "train.eval_every=0", "train.eval_size=2", "model@policy=hf",
-                f"policy.name_or_path={_long_context_copy(run_dir, 'sft')}",
-                "model@reward_model=hf",
-                f"reward_model.name_or_path={_long_context_copy(run_dir, 'train_rm')}")
+    long = _ppo(
+        run_dir,
+        "ctx4096",
+        "rollout.max_new_tokens=500",
+        "ppo.steps=1",
+        "train.eval_every=0",
+        "train.eval_size=2",
+        "model@policy=hf",
+        f"policy.name_or_path={_long_context_copy(run_dir, 'sft')}",
+        "model@reward_model=hf",
+        f"reward_model.name_or_path={_long_context_copy(run_dir, 'train_rm')}",
+    )
     assert "skipped" not in long.stdout, long.stdout[-2000:]
 
 
 def test_generation_settings_and_truncation_are_said_and_logged(run_dir: Path) -> None:
-    proc = _ppo(run_dir, "truncation", "ppo.steps=2", "rollout.truncated=penalty",
-                "rollout.truncated_penalty=2.5", "rollout.max_new_tokens=4", "train.eval_every=0")
+    proc = _ppo(
+        run_dir,
+        "truncation",
+        "ppo.steps=2",
+        "rollout.truncated=penalty",
+        "rollout.truncated_penalty=2.5",
+        "rollout.max_new_tokens=4",
+        "train.eval_every=0",
+    )
     said = " ".join(proc.stdout.split())
     assert "generation: do_sample=True temperature=1.0 top_k=0 top_p=1.0" in said
     assert "truncated responses scored as they are, minus 2.5" in said
@@ -136,7 +188,8 @@ def test_generation_settings_and_truncation_are_said_and_logged(run_dir: Path) -
     for record in steps:  # 4 tokens are too few to finish an answer: every row pays
         assert record["rollout/truncated"] > 0.5
         assert record["rollout/truncated_penalty"] == pytest.approx(
-            2.5 * record["rollout/truncated"])
+            2.5 * record["rollout/truncated"]
+        )
     summary = json.loads((out / "summary.json").read_text())
     assert summary["sampler_scorer_gap"] < 1e-3
 
@@ -150,8 +203,14 @@ def test_non_finite_reward_stops_with_step_and_quantity(run_dir: Path) -> None:
 
 
 def test_stats_normalisation_fails_loudly_without_statistics(run_dir: Path) -> None:
-    proc = _ppo(run_dir, "nostats", "model@reward_model=tiny", *[f"reward_{o}" for o in
-                TINY_MODEL], "reward=stats_norm", check=False)
+    proc = _ppo(
+        run_dir,
+        "nostats",
+        "model@reward_model=tiny",
+        *[f"reward_{o}" for o in TINY_MODEL],
+        "reward=stats_norm",
+        check=False,
+    )
     assert proc.returncode != 0 and "reward_stats.json not found" in proc.stderr, proc.stderr
 
 
@@ -159,8 +218,14 @@ def test_factor_switches_change_the_logged_curves(run_dir: Path) -> None:
     """kl, advantage normalisation and reward shaping are real switches, not labels."""
     _copy_run(run_dir, "factors")
     proc = icegrt(
-        "ppo", "run.name=factors", *TINY_PPO, "ppo.steps=2", "-m",
-        "kl=none,adaptive", "reward=none,running_norm", cwd=run_dir,
+        "ppo",
+        "run.name=factors",
+        *TINY_PPO,
+        "ppo.steps=2",
+        "-m",
+        "kl=none,adaptive",
+        "reward=none,running_norm",
+        cwd=run_dir,
     )
     sweep = run_dir / "runs" / "factors" / "multirun" / "ppo"
     finals = {}
@@ -181,8 +246,9 @@ def test_factor_switches_change_the_logged_curves(run_dir: Path) -> None:
 def _wait_for_step(metrics: Path, step: int, proc: subprocess.Popen, limit: float = 300) -> None:
     deadline = time.monotonic() + limit
     while time.monotonic() < deadline and proc.poll() is None:
-        if metrics.exists() and any(r.get("step", 0) >= step and "rollout/score_raw" in r
-                                    for r in read_metrics(metrics)):
+        if metrics.exists() and any(
+            r.get("step", 0) >= step and "rollout/score_raw" in r for r in read_metrics(metrics)
+        ):
             return
         time.sleep(0.05)
     raise AssertionError(f"no step {step} in {metrics} (exit code {proc.poll()})")
@@ -195,8 +261,11 @@ def test_ctrl_c_finishes_the_step_saves_it_and_resumes_exactly(run_dir: Path) ->
     out = run_dir / "runs" / "ctrl_c" / "ppo"
     proc = subprocess.Popen(
         [sys.executable, "-m", "icegrt_cli.cli", "ppo", "run.name=ctrl_c", *TINY_PPO],
-        cwd=run_dir, env={**os.environ, "PYTHONUNBUFFERED": "1"}, text=True,
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        cwd=run_dir,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
     )
     _wait_for_step(out / "metrics.jsonl", 1, proc)
     proc.send_signal(signal.SIGINT)
@@ -208,8 +277,11 @@ def test_ctrl_c_finishes_the_step_saves_it_and_resumes_exactly(run_dir: Path) ->
     assert (out / "checkpoints" / f"step-{stopped}").exists() and not (out / "model").exists()
     _ppo(run_dir, "ctrl_c", "run.resume=latest")
     straight, resumed = (
-        [r for r in read_metrics(run_dir / "runs" / n / "ppo" / "metrics.jsonl")
-         if "rollout/score_raw" in r]
+        [
+            r
+            for r in read_metrics(run_dir / "runs" / n / "ppo" / "metrics.jsonl")
+            if "rollout/score_raw" in r
+        ]
         for n in ("straight", "ctrl_c")
     )
     assert [r["step"] for r in resumed] == [1, 2, 3, 4]

@@ -131,8 +131,10 @@ def test_right_padded_batch_scores_like_each_row_alone(scalar_model) -> None:
     with torch.no_grad():
         ids, mask = pad_batch([short, long], tokenizer.pad_token_id)
         together = sequence_scores(model, ids, mask)
-        alone = [sequence_scores(model, *pad_batch([row], tokenizer.pad_token_id)) for row in
-                 (short, long)]
+        alone = [
+            sequence_scores(model, *pad_batch([row], tokenizer.pad_token_id))
+            for row in (short, long)
+        ]
     assert together[0].item() == pytest.approx(alone[0].item(), abs=1e-5)
     assert together[1].item() == pytest.approx(alone[1].item(), abs=1e-5)
     assert together[0].item() != pytest.approx(together[1].item(), abs=1e-5)

@@ -28,11 +28,22 @@ from icegrt_cli.stages import reward
 from icegrt_cli.stages.registry import register_configs
 from tests.cli_helpers import TINY_SFT, icegrt
 
-TINY_RM = ["reward_model.hidden_size=32", "reward_model.num_layers=1",
-           "reward_model.num_heads=2", "reward_model.intermediate_size=64"]
+TINY_RM = [
+    "reward_model.hidden_size=32",
+    "reward_model.num_layers=1",
+    "reward_model.num_heads=2",
+    "reward_model.intermediate_size=64",
+]
 """A preset reward model small enough to train in seconds."""
-QUICK = ["train.batch_size=8", "train.max_steps=6", "train.eval_every=3", "train.save_every=3",
-         "run.log_every=1", "run.progress=false", "calibration_size=16"]
+QUICK = [
+    "train.batch_size=8",
+    "train.max_steps=6",
+    "train.eval_every=3",
+    "train.save_every=3",
+    "run.log_every=1",
+    "run.progress=false",
+    "calibration_size=16",
+]
 
 
 def compose_rm(*overrides: str) -> DictConfig:
@@ -66,8 +77,13 @@ def marker_pairs(n: int, seed: int = 0) -> list[dict]:
     for _ in range(n):
         prompt = " ".join(rng.choice(words) for _ in range(rng.randint(3, 8))) + "?"
         answer = " ".join(rng.choice(words) for _ in range(rng.randint(2, 6)))
-        pairs.append({"prompt": prompt, "chosen": f"{answer} fire",
-                      "rejected": f"{answer} {rng.choice(words)}"})
+        pairs.append(
+            {
+                "prompt": prompt,
+                "chosen": f"{answer} fire",
+                "rejected": f"{answer} {rng.choice(words)}",
+            }
+        )
     return pairs
 
 
@@ -90,14 +106,20 @@ def test_encode_pairs_counts_identical_and_too_long(tiny_lm) -> None:
 
 def test_collator_stacks_chosen_then_rejected_each_with_its_own_length(tiny_lm) -> None:
     _, tokenizer = tiny_lm
-    records = [{"prompt": "Q?", "chosen": "yes because water is blue", "rejected": "no"},
-               {"prompt": "Q?", "chosen": "no", "rejected": "yes"}]
+    records = [
+        {"prompt": "Q?", "chosen": "yes because water is blue", "rejected": "no"},
+        {"prompt": "Q?", "chosen": "no", "rejected": "yes"},
+    ]
     pairs, _ = encode_pairs(records, tokenizer, max_length=64)
     batch = PairCollator(tokenizer.pad_token_id)(pairs)
     assert batch["weight"] == 2 and batch["input_ids"].shape[0] == 4
     lengths = batch["attention_mask"].sum(-1).tolist()
-    assert lengths == [len(pairs[0].chosen), len(pairs[1].chosen),
-                       len(pairs[0].rejected), len(pairs[1].rejected)]
+    assert lengths == [
+        len(pairs[0].chosen),
+        len(pairs[1].chosen),
+        len(pairs[0].rejected),
+        len(pairs[1].rejected),
+    ]
     assert len(set(lengths)) > 1  # not the max of the pair: each row ends at its own EOS
 
 
@@ -180,9 +202,17 @@ def test_bad_pairs_are_counted_never_silently_dropped(tmp_path: Path) -> None:
     records[5]["rejected"] = records[5]["chosen"]
     records[9]["chosen"] = "fire " * 200
     path = write_pairs(tmp_path / "pairs.jsonl", records)
-    summary = run_rm(tmp_path, "bad", "model@reward_model=tiny", *TINY_RM, *QUICK,
-                     "train.max_steps=2", from_file(path),
-                     "data.eval_fraction=0.1", "data.max_length=128")
+    summary = run_rm(
+        tmp_path,
+        "bad",
+        "model@reward_model=tiny",
+        *TINY_RM,
+        *QUICK,
+        "train.max_steps=2",
+        from_file(path),
+        "data.eval_fraction=0.1",
+        "data.max_length=128",
+    )
     assert (summary["skipped_identical"], summary["skipped_too_long"]) == (1, 1)
     assert summary["train_pairs"] + summary["eval_pairs"] == 40 - 2
     assert "gold_agreement" not in summary  # only measured on the demo data
@@ -198,8 +228,10 @@ def test_all_pairs_skipped_is_an_error(tmp_path: Path) -> None:
 
 
 def test_remapped_field_names_and_a_missing_field_name_file_and_line(tmp_path: Path) -> None:
-    records = [{"question": r["prompt"], "good": r["chosen"], "bad": r["rejected"]}
-               for r in marker_pairs(24)]
+    records = [
+        {"question": r["prompt"], "good": r["chosen"], "bad": r["rejected"]}
+        for r in marker_pairs(24)
+    ]
     path = write_pairs(tmp_path / "renamed.jsonl", records)
     fields = "{prompt:question,chosen:good,rejected:bad}"
     common = ["model@reward_model=tiny", *TINY_RM, *QUICK, "train.max_steps=1"]
@@ -234,10 +266,14 @@ def test_cli_sft_then_train_rm_saves_a_model_plain_transformers_can_score_with(
 
     plain = AutoModelForSequenceClassification.from_pretrained(model_dir).eval()
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    text = tokenizer.apply_chat_template([{"role": "user", "content": "Review this ad."}],
-                                         tokenize=False, add_generation_prompt=True)
-    ids = tokenizer(text + "Verdict: approve" + tokenizer.eos_token, add_special_tokens=False,
-                    return_tensors="pt")
+    text = tokenizer.apply_chat_template(
+        [{"role": "user", "content": "Review this ad."}], tokenize=False, add_generation_prompt=True
+    )
+    ids = tokenizer(
+        text + "Verdict: approve" + tokenizer.eos_token,
+        add_special_tokens=False,
+        return_tensors="pt",
+    )
     with torch.no_grad():
         plain_score = plain(**ids).logits
     assert plain_score.shape == (1, 1) and torch.isfinite(plain_score).all()
@@ -248,12 +284,21 @@ def test_cli_sft_then_train_rm_saves_a_model_plain_transformers_can_score_with(
 @pytest.mark.slow
 def test_cli_reward_size_sweep_writes_one_model_per_preset(tmp_path: Path) -> None:
     # One layer each keeps it quick; the presets still differ in width.
-    icegrt("train-rm", "-m", "run.name=sweep", "model@reward_model=tiny,small", *QUICK,
-           "reward_model.num_layers=1", "train.max_steps=2", "data.sources.0.limit=32",
-           cwd=tmp_path)
+    icegrt(
+        "train-rm",
+        "-m",
+        "run.name=sweep",
+        "model@reward_model=tiny,small",
+        *QUICK,
+        "reward_model.num_layers=1",
+        "train.max_steps=2",
+        "data.sources.0.limit=32",
+        cwd=tmp_path,
+    )
     sweep = tmp_path / "runs" / "sweep" / "multirun" / "train_rm"
-    params = [json.loads((sweep / str(i) / "summary.json").read_text())["parameters"]
-              for i in (0, 1)]
+    params = [
+        json.loads((sweep / str(i) / "summary.json").read_text())["parameters"] for i in (0, 1)
+    ]
     assert params[0] < params[1]
 
 
@@ -262,7 +307,13 @@ def test_cli_missing_chosen_exits_non_zero_naming_file_and_line(tmp_path: Path) 
     records = marker_pairs(5)
     del records[2]["chosen"]
     path = write_pairs(tmp_path / "pairs.jsonl", records)
-    proc = icegrt("train-rm", "model@reward_model=tiny", from_file(path), "run.progress=false",
-                  cwd=tmp_path, check=False)
+    proc = icegrt(
+        "train-rm",
+        "model@reward_model=tiny",
+        from_file(path),
+        "run.progress=false",
+        cwd=tmp_path,
+        check=False,
+    )
     assert proc.returncode != 0
     assert f"{path}:3: missing field 'chosen'" in " ".join(proc.stderr.split())

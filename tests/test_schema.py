@@ -24,8 +24,13 @@ from icegrt_cli.launch import (
 from icegrt_cli.schema import dataclasses_in, default_of, field_docs
 from icegrt_cli.stages.registry import STAGES, register_configs
 
-GROUP_SCHEMAS = {"model": ModelConfig, "data": DataConfig, "kl": KLConfig,
-                 "reward": RewardShapingConfig, "task": TaskConfig}
+GROUP_SCHEMAS = {
+    "model": ModelConfig,
+    "data": DataConfig,
+    "kl": KLConfig,
+    "reward": RewardShapingConfig,
+    "task": TaskConfig,
+}
 """Which dataclass each config group's option files fill."""
 
 
@@ -36,14 +41,19 @@ def _registered() -> None:
 
 
 def test_every_field_of_every_stage_has_a_docstring() -> None:
-    missing = [f"{cls.__name__}.{item.name}"
-               for stage in STAGES.values() for cls in dataclasses_in(stage.schema)
-               for item in dataclasses.fields(cls) if item.name not in field_docs(cls)]
+    missing = [
+        f"{cls.__name__}.{item.name}"
+        for stage in STAGES.values()
+        for cls in dataclasses_in(stage.schema)
+        for item in dataclasses.fields(cls)
+        if item.name not in field_docs(cls)
+    ]
     assert missing == []
 
 
-def _restated(values: dict, schema: type, prefix: str = "",
-              overriding: frozenset[str] = frozenset()) -> list[str]:
+def _restated(
+    values: dict, schema: type, prefix: str = "", overriding: frozenset[str] = frozenset()
+) -> list[str]:
     """Keys of `values` (a YAML file's content) equal to the dataclass default they set.
     Keys under `overriding` (a stage body's group slots) override the chosen group's preset,
     so they may equal the dataclass default (eval's fp32 `model.dtype` over model=hf)."""
@@ -76,8 +86,10 @@ def test_no_shipped_yaml_merely_restates_a_default() -> None:
             if keys := _restated(values, schema):
                 restated[f"{group}/{path.name}"] = keys
     for stage in STAGES.values():
-        for path in (conf_dir() / f"{stage.name}.yaml", conf_dir() / "stage" /
-                     f"{stage.name}.yaml"):
+        for path in (
+            conf_dir() / f"{stage.name}.yaml",
+            conf_dir() / "stage" / f"{stage.name}.yaml",
+        ):
             values = OmegaConf.to_container(OmegaConf.load(path)) if path.exists() else {}
             slots = frozenset(group_slots(stage.name)) if stage.name != "pipeline" else None
             if keys := _restated(values or {}, stage.schema, overriding=slots or frozenset()):
@@ -85,18 +97,27 @@ def test_no_shipped_yaml_merely_restates_a_default() -> None:
     assert restated == {}
 
 
-@pytest.mark.parametrize(("stage", "override", "message"), [
-    ("ppo", "kl.kind=pid", "kl.kind: 'pid' is not one of fixed | none | adaptive"),
-    ("ppo", "rollout.truncated=drop", "rollout.truncated: 'drop' is not one of score | penalty"),
-    ("ppo", "ppo.critic_init=random", "ppo.critic_init: 'random' is not one of"),
-    ("sft", "loss_per=sentence", "loss_per: 'sentence' is not one of token | example"),
-    ("sft", "run.precision=fp8", "run.precision: 'fp8' is not one of fp32 | bf16 | fp16"),
-    ("sft", "model.dtype=int4", "model.dtype: 'int4' is not one of"),
-    ("sft", "data.sources.1.kind=s3", "data.sources.1.kind: 's3' is not one of demo | file"),
-    ("pipeline", "ppo.reward.normalize=z", "ppo.reward.normalize: 'z' is not one of none"),
-])
+@pytest.mark.parametrize(
+    ("stage", "override", "message"),
+    [
+        ("ppo", "kl.kind=pid", "kl.kind: 'pid' is not one of fixed | none | adaptive"),
+        (
+            "ppo",
+            "rollout.truncated=drop",
+            "rollout.truncated: 'drop' is not one of score | penalty",
+        ),
+        ("ppo", "ppo.critic_init=random", "ppo.critic_init: 'random' is not one of"),
+        ("sft", "loss_per=sentence", "loss_per: 'sentence' is not one of token | example"),
+        ("sft", "run.precision=fp8", "run.precision: 'fp8' is not one of fp32 | bf16 | fp16"),
+        ("sft", "model.dtype=int4", "model.dtype: 'int4' is not one of"),
+        ("sft", "data.sources.1.kind=s3", "data.sources.1.kind: 's3' is not one of demo | file"),
+        ("pipeline", "ppo.reward.normalize=z", "ppo.reward.normalize: 'z' is not one of none"),
+    ],
+)
 def test_a_bad_choice_fails_before_anything_loads_with_the_valid_values(
-    stage: str, override: str, message: str,
+    stage: str,
+    override: str,
+    message: str,
 ) -> None:
     started = time.perf_counter()
     with pytest.raises(ConfigError) as caught:
@@ -113,7 +134,9 @@ def test_the_schema_defaults_are_what_a_stage_runs_with() -> None:
         ppo = compose(config_name="ppo")
         sft = compose(config_name="sft")
     assert ppo.ppo.ptx_coef == 0.2 and [s.path for s in ppo.ptx_data.sources] == [
-        "general_sft", "sft"]
+        "general_sft",
+        "sft",
+    ]
     assert ppo.kl.horizon == 500 and sft.optim.lr == 3e-3 and sft.train.epochs == 4
 
 
@@ -129,7 +152,12 @@ def test_help_shows_groups_settings_docstrings_and_examples_that_run() -> None:
 
 
 def test_help_is_printed_by_the_cli_without_running_anything(tmp_path) -> None:
-    proc = subprocess.run([sys.executable, "-m", "icegrt_cli.cli", "sft", "--help"],
-                          cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "icegrt_cli.cli", "sft", "--help"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0 and "optim.lr = 0.003" in proc.stdout
     assert "Peak learning rate of AdamW." in proc.stdout and not (tmp_path / "runs").exists()

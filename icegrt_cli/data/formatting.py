@@ -49,7 +49,7 @@ def _encode_messages(tokenizer: PreTrainedTokenizerBase, messages: list[dict[str
         context = chat_prompt(tokenizer, messages[:index])
         if not context.startswith(done):
             raise DataError("the chat template does not render turns as prefixes of each other")
-        context_ids = tokenizer(context[len(done):], add_special_tokens=False).input_ids
+        context_ids = tokenizer(context[len(done) :], add_special_tokens=False).input_ids
         answer_ids = encode_response(tokenizer, message["content"])
         ids += context_ids + answer_ids
         labels += [IGNORE] * len(context_ids) + answer_ids

@@ -14,8 +14,9 @@ def within_limit(lengths: Sequence[int], limit: int) -> list[int]:
     return [i for i, length in enumerate(lengths) if length <= limit]
 
 
-def length_note(what: str, affected: int, total: int, limit: int, why: str,
-                action: str = "skipped") -> str | None:
+def length_note(
+    what: str, affected: int, total: int, limit: int, why: str, action: str = "skipped"
+) -> str | None:
     """'12 of 2000 prompts longer than 416 tokens (why) skipped', or None when none was."""
     if affected == 0:
         return None

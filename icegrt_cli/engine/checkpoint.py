@@ -86,7 +86,7 @@ class Checkpointer:
         if not self.folder.exists():
             return []
         found = [p for p in self.folder.glob(f"{PREFIX}*") if (p / "state.json").exists()]
-        return sorted(found, key=lambda p: int(p.name[len(PREFIX):]))
+        return sorted(found, key=lambda p: int(p.name[len(PREFIX) :]))
 
     def latest(self) -> Path | None:
         found = self.list()

@@ -93,10 +93,16 @@ class DriveResult:
 class StepDriver:
     """Runs a `Job` from its first (or resumed) step to the end of its cadence."""
 
-    def __init__(self, rt: Runtime, out_dir: Path, title: str, run: RunConfig,
-                 cadence: Cadence) -> None:
+    def __init__(
+        self, rt: Runtime, out_dir: Path, title: str, run: RunConfig, cadence: Cadence
+    ) -> None:
         self.rt, self.out_dir, self.title, self.run_cfg, self.cadence = (
-            rt, out_dir, title, run, cadence)
+            rt,
+            out_dir,
+            title,
+            run,
+            cadence,
+        )
         self.checkpoints = Checkpointer(out_dir / "checkpoints", cadence.keep_last, rt.is_main)
         self.resume_from = self.checkpoints.resolve(run.resume)
         self.start = 0
@@ -106,8 +112,9 @@ class StepDriver:
         an earlier run's checkpoints for a fresh start; return the step to start from."""
         if self.resume_from is None:
             if self.checkpoints.clear():
-                self.rt.print(f"removed the checkpoints of an earlier run in "
-                              f"{self.checkpoints.folder}")
+                self.rt.print(
+                    f"removed the checkpoints of an earlier run in {self.checkpoints.folder}"
+                )
             return 0
         saved = job.checkpoint()
         state = load_checkpoint(self.resume_from, saved.modules, saved.stateful)
@@ -118,8 +125,12 @@ class StepDriver:
 
     def drive(self, job: Job) -> DriveResult:
         rt, cadence = self.rt, self.cadence
-        logger = MetricsLogger(self.out_dir, rt.is_main, self.run_cfg.tensorboard,
-                               resume_step=self.start if self.resume_from else None)
+        logger = MetricsLogger(
+            self.out_dir,
+            rt.is_main,
+            self.run_cfg.tensorboard,
+            resume_step=self.start if self.resume_from else None,
+        )
         step = self.start
         result = DriveResult(steps=step)
 
@@ -132,8 +143,9 @@ class StepDriver:
         def save() -> None:
             saved = job.checkpoint()
             unwrap = rt.accelerator.unwrap_model
-            self.checkpoints.save(step, {k: unwrap(m) for k, m in saved.modules.items()},
-                                  saved.stateful, saved.state)
+            self.checkpoints.save(
+                step, {k: unwrap(m) for k, m in saved.modules.items()}, saved.stateful, saved.state
+            )
             rt.accelerator.wait_for_everyone()
 
         window = _Window()
@@ -141,9 +153,10 @@ class StepDriver:
         try:
             if step == 0:
                 result.first_eval = evaluate()
-            with _deferred_interrupt(rt) as interrupt, StepProgress(
-                rt.console, self.title, cadence.total, step, show
-            ) as bar:
+            with (
+                _deferred_interrupt(rt) as interrupt,
+                StepProgress(rt.console, self.title, cadence.total, step, show) as bar,
+            ):
                 while step < cadence.total:
                     figures = job.step(step)
                     step = result.steps = step + 1
@@ -160,8 +173,10 @@ class StepDriver:
                         save()
                     if more and cadence.stop_after and step >= cadence.stop_after:
                         save()
-                        rt.print(f"{self.title}: stopped after step {step} (train.stop_after); "
-                                 "checkpoint kept")
+                        rt.print(
+                            f"{self.title}: stopped after step {step} (train.stop_after); "
+                            "checkpoint kept"
+                        )
                         result.stopped_early = True
                         return result
                     if more and interrupt.agreed():
@@ -169,7 +184,8 @@ class StepDriver:
                         raise RunInterrupted(
                             f"interrupted after step {step}; checkpoint saved in "
                             f"{self.checkpoints.latest()}: rerun with run.resume=latest to "
-                            "continue")
+                            "continue"
+                        )
             result.last_eval = evaluate()
         except KeyboardInterrupt as again:
             raise RunInterrupted(
@@ -180,7 +196,6 @@ class StepDriver:
             logger.close()
         return result
 
-
     def _check_finite(self, figures: StepFigures, step: int) -> None:
         """A diverged step ends the stage: no checkpoint of it, no final model, no summary."""
         bad = [k for k, v in figures.logged.items() if not math.isfinite(v)]
@@ -189,7 +204,8 @@ class StepDriver:
             raise Diverged(
                 f"{self.title}: non-finite {', '.join(bad)} at step {step}; nothing of this run "
                 f"was saved as finished (lower the learning rate or check the data"
-                f"{f'; the last checkpoint, {kept}, is from before' if kept else ''})")
+                f"{f'; the last checkpoint, {kept}, is from before' if kept else ''})"
+            )
 
 
 class _Window:
@@ -219,8 +235,10 @@ class _Interrupt:
         if self.requested:
             raise KeyboardInterrupt
         self.requested = True
-        self.rt.console.print("[yellow]interrupt: finishing this step, then saving "
-                              "(Ctrl-C again to stop at once)[/yellow]")
+        self.rt.console.print(
+            "[yellow]interrupt: finishing this step, then saving "
+            "(Ctrl-C again to stop at once)[/yellow]"
+        )
 
     def agreed(self) -> bool:
         """Whether any process was asked to stop: all of them stop at the same step."""

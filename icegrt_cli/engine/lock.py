@@ -32,8 +32,10 @@ def run_lock(folder: Path) -> Iterator[None]:
         except BlockingIOError:
             handle.seek(0)
             holder = handle.read().strip() or "another process"
-            raise ConfigError(f"run folder {folder} is in use by {holder}; wait for it to end "
-                              "or choose another run.name") from None
+            raise ConfigError(
+                f"run folder {folder} is in use by {holder}; wait for it to end "
+                "or choose another run.name"
+            ) from None
         handle.seek(0)
         handle.truncate()
         handle.write(f"icegrt (pid {os.getpid()})")

@@ -72,8 +72,13 @@ def _move(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
 
 @torch.no_grad()
 def evaluate(
-    rt: Runtime, model: torch.nn.Module, dataset: Sequence[Any], collate: Collate,
-    step_fn: StepFn, batch_size: int, max_batches: int = 0,
+    rt: Runtime,
+    model: torch.nn.Module,
+    dataset: Sequence[Any],
+    collate: Collate,
+    step_fn: StepFn,
+    batch_size: int,
+    max_batches: int = 0,
 ) -> dict[str, float]:
     """Mean loss and metrics per unit over a held-out set, summed across ranks."""
     was_training = model.training
@@ -124,18 +129,46 @@ def fit(
         )
     total = train.max_steps or max(1, round(train.epochs * steps_per_epoch))
     optimizer = build_optimizer(model.parameters(), optim)
-    job = _SupervisedJob(rt, model, optimizer, build_scheduler(optimizer, optim, total),
-                         train_set, eval_set, collate, step_fn, train, optim, run.seed, total,
-                         steps_per_epoch)
-    driver = StepDriver(rt, out_dir, title, run, Cadence(
-        total, run.log_every, train.eval_every, train.save_every, train.keep_last,
-        train.stop_after))
+    job = _SupervisedJob(
+        rt,
+        model,
+        optimizer,
+        build_scheduler(optimizer, optim, total),
+        train_set,
+        eval_set,
+        collate,
+        step_fn,
+        train,
+        optim,
+        run.seed,
+        total,
+        steps_per_epoch,
+    )
+    driver = StepDriver(
+        rt,
+        out_dir,
+        title,
+        run,
+        Cadence(
+            total,
+            run.log_every,
+            train.eval_every,
+            train.save_every,
+            train.keep_last,
+            train.stop_after,
+        ),
+    )
     driver.resume(job)
     job.model, job.optimizer = rt.accelerator.prepare(job.model, job.optimizer)
     job.model.train()
     done = driver.drive(job)
-    return FitResult(done.steps, done.stopped_early, done.last_logged.get("train/loss"),
-                     done.last_eval, done.first_eval)
+    return FitResult(
+        done.steps,
+        done.stopped_early,
+        done.last_logged.get("train/loss"),
+        done.last_eval,
+        done.first_eval,
+    )
 
 
 @dataclass
@@ -163,8 +196,7 @@ class _SupervisedJob:
         batch_ids = global_batches(len(self.train_set), global_size, epoch, self.seed)[position]
         micros = [
             _move(self.collate([self.train_set[i] for i in ids]), rt.device)
-            for ids in rank_micro_batches(batch_ids, rt.rank, rt.world_size,
-                                          self.train.batch_size)
+            for ids in rank_micro_batches(batch_ids, rt.rank, rt.world_size, self.train.batch_size)
         ]
         local_units = torch.tensor(sum(_units(b) for b in micros), device=rt.device)
         step_units = rt.accelerator.reduce(local_units, reduction="sum").item()
@@ -176,28 +208,45 @@ class _SupervisedJob:
         lr = self.scheduler.get_last_lr()[0]
         rate = step_units / max(time.perf_counter() - started, 1e-9)
         return StepFigures(
-            {"train/loss": loss, "train/lr": lr, "train/grad_norm": grad_norm,
-             "train/units_per_s": rate, "train/epoch": (step + 1) / self.steps_per_epoch},
+            {
+                "train/loss": loss,
+                "train/lr": lr,
+                "train/grad_norm": grad_norm,
+                "train/units_per_s": rate,
+                "train/epoch": (step + 1) / self.steps_per_epoch,
+            },
             {"loss": loss, "lr": lr, "units/s": rate},
         )
 
     def evaluate(self, step: int) -> dict[str, float]:
         if not self.eval_set:
             return {}
-        return evaluate(self.rt, self.model, self.eval_set, self.collate, self.step_fn,
-                        self.train.batch_size, self.train.eval_batches)
+        return evaluate(
+            self.rt,
+            self.model,
+            self.eval_set,
+            self.collate,
+            self.step_fn,
+            self.train.batch_size,
+            self.train.eval_batches,
+        )
 
     def checkpoint(self) -> Saved:
-        return Saved({"model": self.model},
-                     {"optimizer": self.optimizer, "scheduler": self.scheduler},
-                     {"total_steps": self.total})
+        return Saved(
+            {"model": self.model},
+            {"optimizer": self.optimizer, "scheduler": self.scheduler},
+            {"total_steps": self.total},
+        )
 
     def restore(self, state: dict[str, Any]) -> None:
         """Weights, optimizer and scheduler are all this job keeps."""
 
 
 def _accumulate(
-    rt: Runtime, model: torch.nn.Module, micros: list[dict[str, Any]], step_fn: StepFn,
+    rt: Runtime,
+    model: torch.nn.Module,
+    micros: list[dict[str, Any]],
+    step_fn: StepFn,
     step_units: float,
 ) -> float:
     """Backward every micro-batch of one step; gradients sync on the last one only."""

@@ -16,7 +16,10 @@ class MetricsLogger:
     """
 
     def __init__(
-        self, out_dir: Path, enabled: bool = True, tensorboard: bool = False,
+        self,
+        out_dir: Path,
+        enabled: bool = True,
+        tensorboard: bool = False,
         resume_step: int | None = None,
     ) -> None:
         self.path = out_dir / "metrics.jsonl"
@@ -38,7 +41,8 @@ class MetricsLogger:
         if not self.path.exists():
             return
         kept = [
-            line for line in self.path.read_text().splitlines()
+            line
+            for line in self.path.read_text().splitlines()
             if line.strip() and json.loads(line).get("step", 0) <= step
         ]
         self.path.write_text("".join(line + "\n" for line in kept))

@@ -54,7 +54,9 @@ class StepProgress(AbstractContextManager):
         return self
 
     def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None,
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
         self._progress.__exit__(exc_type, exc, tb)
@@ -69,12 +71,14 @@ class StepProgress(AbstractContextManager):
         else:
             self._progress.update(self._task, advance=1, figures=text)
 
-
     def _plain_line(self, figures: str) -> None:
         now = time.monotonic()
         tenth = max(1, self._total // 10)
-        due = (self._done == self._total or self._done % tenth == 0
-               or now - self._last_line >= PLAIN_EVERY_S)
+        due = (
+            self._done == self._total
+            or self._done % tenth == 0
+            or now - self._last_line >= PLAIN_EVERY_S
+        )
         if not due:
             return
         self._last_line = now
@@ -82,7 +86,10 @@ class StepProgress(AbstractContextManager):
         left = (self._total - self._done) / rate if rate > 0 else 0.0
         self._console.print(
             f"{self._title} step {self._done}/{self._total}  {figures}  {rate:.3g} steps/s  "
-            f"{_duration(left)} left", highlight=False, soft_wrap=True)
+            f"{_duration(left)} left",
+            highlight=False,
+            soft_wrap=True,
+        )
 
 
 def _duration(seconds: float) -> str:

@@ -37,8 +37,9 @@ class StopOnStrings(StoppingCriteria):
         self.stops, self.tokenizer, self.start = list(stops), tokenizer, start
         self.window = max(len(s.encode("utf-8")) for s in stops) + 1
 
-    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor,
-                 **kwargs: object) -> torch.BoolTensor:
+    def __call__(
+        self, input_ids: torch.LongTensor, scores: torch.FloatTensor, **kwargs: object
+    ) -> torch.BoolTensor:
         tails = input_ids[:, max(self.start, input_ids.shape[1] - self.window) :]
         texts = self.tokenizer.batch_decode(tails, skip_special_tokens=True)
         hits = [any(stop in text for stop in self.stops) for text in texts]
@@ -69,17 +70,25 @@ def generate(
     sampled at `temperature` > 0."""
     room = max_length - max_new_tokens
     if room < 1:
-        raise ConfigError(f"max_new_tokens ({max_new_tokens}) leaves no room for the prompt in "
-                          f"max_length {max_length}")
+        raise ConfigError(
+            f"max_new_tokens ({max_new_tokens}) leaves no room for the prompt in "
+            f"max_length {max_length}"
+        )
     config = decoding_config(tokenizer, max_new_tokens, temperature)
     with isolated_seed(seed, model.device):
-        return _generate_batches(model, tokenizer, prompts, config, stop, batch_size, room,
-                                 progress)
+        return _generate_batches(
+            model, tokenizer, prompts, config, stop, batch_size, room, progress
+        )
 
 
 def _generate_batches(
-    model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompts: Sequence[list[int]],
-    config: GenerationConfig, stop: Sequence[str], batch_size: int, room: int,
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    prompts: Sequence[list[int]],
+    config: GenerationConfig,
+    stop: Sequence[str],
+    batch_size: int,
+    room: int,
     progress: Progress | None,
 ) -> list[str]:
     order = sorted(range(len(prompts)), key=lambda i: -len(prompts[i]))
@@ -88,8 +97,9 @@ def _generate_batches(
     for done, batch in enumerate(batches, start=1):
         ids, mask = left_pad([list(prompts[i][-room:]) for i in batch], tokenizer.pad_token_id)
         ids, mask = ids.to(model.device), mask.to(model.device)
-        criteria = StoppingCriteriaList([StopOnStrings(stop, tokenizer, ids.shape[1])] if stop
-                                        else [])
+        criteria = StoppingCriteriaList(
+            [StopOnStrings(stop, tokenizer, ids.shape[1])] if stop else []
+        )
         out = generate_ids(model, ids, mask, config, stopping_criteria=criteria)
         for i, row in zip(batch, out[:, ids.shape[1] :].tolist(), strict=True):
             if tokenizer.eos_token_id in row:

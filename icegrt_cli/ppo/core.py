@@ -71,7 +71,10 @@ def masked_var(x: Tensor, mask: Tensor, unbiased: bool = True) -> Tensor:
 
 
 def masked_whiten(
-    x: Tensor, mask: Tensor, shift_mean: bool = True, eps: float = 1e-8,
+    x: Tensor,
+    mask: Tensor,
+    shift_mean: bool = True,
+    eps: float = 1e-8,
     sum_across: Callable[[Tensor], Tensor] | None = None,
 ) -> Tensor:
     """Normalise valid entries of `x` to mean 0, (unbiased) variance 1; masked entries become 0.

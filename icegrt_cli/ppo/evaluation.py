@@ -23,8 +23,11 @@ from icegrt_cli.reward.scoring import score_sequences
 
 def gold_figures(responses: list[str], records: list[dict[str, Any]]) -> dict[str, float]:
     """Mean gold score and its parts over the records that carry ground truth (`gold`)."""
-    graded = [gold_metrics(r, rec["gold"])
-              for r, rec in zip(responses, records, strict=True) if "gold" in rec]
+    graded = [
+        gold_metrics(r, rec["gold"])
+        for r, rec in zip(responses, records, strict=True)
+        if "gold" in rec
+    ]
     if not graded:
         return {}
     return {
@@ -34,18 +37,26 @@ def gold_figures(responses: list[str], records: list[dict[str, Any]]) -> dict[st
 
 
 def answers(
-    actor: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompt_rows: list[list[int]],
-    cfg: RolloutConfig, greedy: bool,
+    actor: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    prompt_rows: list[list[int]],
+    cfg: RolloutConfig,
+    greedy: bool,
 ) -> list[Sequences]:
     """One answer per prompt through the rollout sampler, `cfg.forward_batch_size` at a time."""
     size = cfg.forward_batch_size
-    return [sample(actor, tokenizer, prompt_rows[i : i + size], cfg, greedy=greedy)
-            for i in range(0, len(prompt_rows), size)]
+    return [
+        sample(actor, tokenizer, prompt_rows[i : i + size], cfg, greedy=greedy)
+        for i in range(0, len(prompt_rows), size)
+    ]
 
 
 def sampled_answers(
-    actor: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompt_rows: list[list[int]],
-    cfg: RolloutConfig, seed: int,
+    actor: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    prompt_rows: list[list[int]],
+    cfg: RolloutConfig,
+    seed: int,
 ) -> list[Sequences]:
     """Answers sampled from a fixed seed without touching the global RNG streams, so every
     evaluation draws alike and training (and resume) is not disturbed."""
@@ -54,9 +65,13 @@ def sampled_answers(
 
 
 def score_answers(
-    batches: list[Sequences], prompts: list[str], records: list[dict[str, Any]],
-    tokenizer: PreTrainedTokenizerBase, reward_model: PreTrainedModel,
-    rm_tokenizer: PreTrainedTokenizerBase, batch_size: int,
+    batches: list[Sequences],
+    prompts: list[str],
+    records: list[dict[str, Any]],
+    tokenizer: PreTrainedTokenizerBase,
+    reward_model: PreTrainedModel,
+    rm_tokenizer: PreTrainedTokenizerBase,
+    batch_size: int,
 ) -> tuple[dict[str, float], list[str]]:
     """Mean reward-model score (of the exact tokens, as in rollouts), length in tokens and gold
     figures of the answers to `records`; and the answers as text."""
@@ -76,8 +91,12 @@ def score_answers(
 
 @torch.no_grad()
 def evaluate_policy(
-    actor: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, records: list[dict[str, Any]],
-    reward_model: PreTrainedModel, rm_tokenizer: PreTrainedTokenizerBase, rollout: RolloutConfig,
+    actor: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    records: list[dict[str, Any]],
+    reward_model: PreTrainedModel,
+    rm_tokenizer: PreTrainedTokenizerBase,
+    rollout: RolloutConfig,
     sampled_seed: int | None = None,
 ) -> tuple[dict[str, float], list[str]]:
     """Greedy answers to held-out prompts (and, with `sampled_seed`, sampled ones, their keys
@@ -86,11 +105,13 @@ def evaluate_policy(
     rows = [encode_prompt(tokenizer, p) for p in prompts]
     batch = rollout.forward_batch_size
     greedy = answers(actor, tokenizer, rows, rollout, greedy=True)
-    figures, texts = score_answers(greedy, prompts, records, tokenizer, reward_model,
-                                   rm_tokenizer, batch)
+    figures, texts = score_answers(
+        greedy, prompts, records, tokenizer, reward_model, rm_tokenizer, batch
+    )
     if sampled_seed is not None:
         drawn = sampled_answers(actor, tokenizer, rows, rollout, sampled_seed)
-        sampled, _ = score_answers(drawn, prompts, records, tokenizer, reward_model,
-                                   rm_tokenizer, batch)
+        sampled, _ = score_answers(
+            drawn, prompts, records, tokenizer, reward_model, rm_tokenizer, batch
+        )
         figures.update({f"sampled_{k}": v for k, v in sampled.items()})
     return figures, texts

@@ -40,10 +40,21 @@ class Experience:
 
     def select(self, rows: torch.Tensor) -> Experience:
         return Experience(
-            self.seq.select(rows), *(t[rows] for t in (
-                self.old_logprobs, self.ref_logprobs, self.values, self.kl, self.rewards,
-                self.advantages, self.returns, self.scores,
-            )), loss_beta=self.loss_beta,
+            self.seq.select(rows),
+            *(
+                t[rows]
+                for t in (
+                    self.old_logprobs,
+                    self.ref_logprobs,
+                    self.values,
+                    self.kl,
+                    self.rewards,
+                    self.advantages,
+                    self.returns,
+                    self.scores,
+                )
+            ),
+            loss_beta=self.loss_beta,
         )
 
 
@@ -70,15 +81,26 @@ def build_experience(
     advantages, returns = gae(rewards, values * mask, mask, ppo.gamma, ppo.lam)
     stats = {
         "adv/mean": masked_mean(advantages, mask).item(),
-        "adv/std": masked_mean(advantages.pow(2), mask).sub(
-            masked_mean(advantages, mask).pow(2)).clamp(min=0).sqrt().item(),
+        "adv/std": masked_mean(advantages.pow(2), mask)
+        .sub(masked_mean(advantages, mask).pow(2))
+        .clamp(min=0)
+        .sqrt()
+        .item(),
         "returns/mean": masked_mean(returns, mask).item(),
         "values/mean": masked_mean(values, mask).item(),
     }
     if ppo.advantage_norm:
         advantages = masked_whiten(advantages, mask, sum_across=sum_across)
     exp = Experience(
-        seq, old_logprobs, ref_logprobs, values * mask, kl, rewards, advantages, returns, scores,
+        seq,
+        old_logprobs,
+        ref_logprobs,
+        values * mask,
+        kl,
+        rewards,
+        advantages,
+        returns,
+        scores,
         loss_beta=0.0 if kl_cfg.in_reward else beta,
     )
     return exp, stats

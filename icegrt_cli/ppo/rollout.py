@@ -48,8 +48,11 @@ class Sequences:
 
     def select(self, rows: torch.Tensor) -> Sequences:
         return Sequences(
-            self.prompt_ids[rows], self.prompt_mask[rows], self.response_ids[rows],
-            self.response_mask[rows], self.has_eos[rows],
+            self.prompt_ids[rows],
+            self.prompt_mask[rows],
+            self.response_ids[rows],
+            self.response_mask[rows],
+            self.has_eos[rows],
         )
 
 
@@ -60,14 +63,18 @@ def generation_config(
     every knob explicit, the checkpoint's saved defaults never consulted (`icegrt_cli.lm`)."""
     if cfg.temperature <= 0:
         raise ConfigError(f"rollout.temperature: must be > 0 for sampling, got {cfg.temperature}")
-    return decoding_config(tokenizer, cfg.max_new_tokens, 0.0 if greedy else cfg.temperature,
-                           cfg.top_k, cfg.top_p)
+    return decoding_config(
+        tokenizer, cfg.max_new_tokens, 0.0 if greedy else cfg.temperature, cfg.top_k, cfg.top_p
+    )
 
 
 @torch.no_grad()
 def sample(
-    actor: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompt_rows: list[list[int]],
-    cfg: RolloutConfig, greedy: bool = False,
+    actor: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    prompt_rows: list[list[int]],
+    cfg: RolloutConfig,
+    greedy: bool = False,
 ) -> Sequences:
     """One response per prompt (KV cache, left padding), cut at the first EOS."""
     device = next(actor.parameters()).device
@@ -78,7 +85,9 @@ def sample(
 
 
 def _cut_at_eos(
-    tokenizer: PreTrainedTokenizerBase, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor,
+    tokenizer: PreTrainedTokenizerBase,
+    prompt_ids: torch.Tensor,
+    prompt_mask: torch.Tensor,
     response_ids: torch.Tensor,
 ) -> Sequences:
     mask, has_eos = response_mask(response_ids, tokenizer.eos_token_id, tokenizer.pad_token_id)
@@ -89,7 +98,9 @@ def _cut_at_eos(
 
 @torch.no_grad()
 def sampler_scorer_gap(
-    actor: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompt_rows: list[list[int]],
+    actor: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    prompt_rows: list[list[int]],
     cfg: RolloutConfig,
 ) -> float:
     """Largest |log-prob difference| over the sampled tokens between the distribution
@@ -133,7 +144,10 @@ def token_values(critic: torch.nn.Module, seq: Sequences, rows=slice(None)) -> t
 
 @torch.no_grad()
 def logprobs_in_chunks(
-    model: torch.nn.Module, seq: Sequences, temperature: float, chunk: int,
+    model: torch.nn.Module,
+    seq: Sequences,
+    temperature: float,
+    chunk: int,
     with_entropy: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Log-probs (B, T) of the sampled tokens (and entropy), `chunk` rows per forward pass."""
@@ -149,10 +163,12 @@ def logprobs_in_chunks(
 
 @torch.no_grad()
 def values_in_chunks(critic: torch.nn.Module, seq: Sequences, chunk: int) -> torch.Tensor:
-    return torch.cat([
-        token_values(critic, seq, slice(s, s + chunk))
-        for s in range(0, seq.response_ids.shape[0], chunk)
-    ])
+    return torch.cat(
+        [
+            token_values(critic, seq, slice(s, s + chunk))
+            for s in range(0, seq.response_ids.shape[0], chunk)
+        ]
+    )
 
 
 def decode_responses(tokenizer: PreTrainedTokenizerBase, seq: Sequences) -> list[str]:
@@ -169,7 +185,9 @@ def shares_tokenizer(a: PreTrainedTokenizerBase, b: PreTrainedTokenizerBase) -> 
 
 
 def reward_rows(
-    seq: Sequences, tokenizer: PreTrainedTokenizerBase, rm_tokenizer: PreTrainedTokenizerBase,
+    seq: Sequences,
+    tokenizer: PreTrainedTokenizerBase,
+    rm_tokenizer: PreTrainedTokenizerBase,
     prompts: list[str],
 ) -> list[list[int]]:
     """What the reward model reads for each rollout row: exactly the tokens the policy produced.
@@ -189,7 +207,9 @@ def reward_rows(
             continue
         ended = bool(seq.has_eos[i])
         text = tokenizer.decode(response[:-1] if ended else response, skip_special_tokens=False)
-        rows.append(encode_prompt(rm_tokenizer, prompt)
-                    + rm_tokenizer(text, add_special_tokens=False).input_ids
-                    + ([rm_tokenizer.eos_token_id] if ended else []))
+        rows.append(
+            encode_prompt(rm_tokenizer, prompt)
+            + rm_tokenizer(text, add_special_tokens=False).input_ids
+            + ([rm_tokenizer.eos_token_id] if ended else [])
+        )
     return rows

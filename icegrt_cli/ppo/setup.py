@@ -24,8 +24,14 @@ from icegrt_cli.ppo.update import Learner
 
 def learner(model: torch.nn.Module, lr: float, cfg: DictConfig, steps: int) -> Learner:
     """An AdamW learner at a constant `lr`, clipped at ppo.max_grad_norm."""
-    optim = OptimConfig(lr=lr, weight_decay=cfg.ppo.weight_decay, scheduler="constant",
-                        warmup_steps=0, warmup_ratio=0.0, max_grad_norm=cfg.ppo.max_grad_norm)
+    optim = OptimConfig(
+        lr=lr,
+        weight_decay=cfg.ppo.weight_decay,
+        scheduler="constant",
+        warmup_steps=0,
+        warmup_ratio=0.0,
+        max_grad_norm=cfg.ppo.max_grad_norm,
+    )
     optimizer = build_optimizer(model.parameters(), optim)
     scheduler = build_scheduler(optimizer, optim, steps)
     return Learner(model, optimizer, scheduler, cfg.ppo.max_grad_norm)
@@ -37,21 +43,30 @@ def reward_stats(rm_path: Path | str, normalize: str) -> tuple[float | None, flo
         return None, None
     path = Path(rm_path) / "reward_stats.json"
     if not path.exists():
-        raise ConfigError(f"reward.normalize=stats: {path} not found; train the reward model with "
-                          "icegrt train-rm, or choose reward=running_norm")
+        raise ConfigError(
+            f"reward.normalize=stats: {path} not found; train the reward model with "
+            "icegrt train-rm, or choose reward=running_norm"
+        )
     stats = json.loads(path.read_text())
     return float(stats["mean"]), float(stats["std"])
 
 
 def check_critic_tokenizer(cfg: DictConfig, tokenizer: Any, rm_tokenizer: Any) -> None:
     if cfg.ppo.critic_init == "reward_model" and tokenizer.get_vocab() != rm_tokenizer.get_vocab():
-        raise ConfigError("ppo.critic_init=reward_model: the reward model's tokenizer differs from "
-                          "the policy's, and the critic reads policy tokens; use "
-                          "ppo.critic_init=policy")
+        raise ConfigError(
+            "ppo.critic_init=reward_model: the reward model's tokenizer differs from "
+            "the policy's, and the critic reads policy tokens; use "
+            "ppo.critic_init=policy"
+        )
 
 
 def fitting_prompts(
-    rt: Any, tokenizer: Any, records: list[dict[str, Any]], limit: int, what: str, why: str,
+    rt: Any,
+    tokenizer: Any,
+    records: list[dict[str, Any]],
+    limit: int,
+    what: str,
+    why: str,
 ) -> tuple[list[dict[str, Any]], list[list[int]]]:
     """The records whose templated prompt fits `limit` tokens, and their token ids; the rest
     are counted and said."""
@@ -69,10 +84,16 @@ def ptx_source(rt: Any, cfg: DictConfig, tokenizer: Any, generator: torch.Genera
         return None
     records, _ = load_splits(cfg.ptx_data, "sft", check_sft_record, seed)
     every = [encode_sft(tokenizer, r) for r in records]
-    encoded = [every[i] for i in within_limit([len(e.input_ids) for e in every],
-                                              cfg.ptx_data.max_length)]
-    if note := length_note("PPO-ptx examples", len(every) - len(encoded), len(every),
-                           cfg.ptx_data.max_length, "ptx_data.max_length"):
+    encoded = [
+        every[i] for i in within_limit([len(e.input_ids) for e in every], cfg.ptx_data.max_length)
+    ]
+    if note := length_note(
+        "PPO-ptx examples",
+        len(every) - len(encoded),
+        len(every),
+        cfg.ptx_data.max_length,
+        "ptx_data.max_length",
+    ):
         rt.print(f"[yellow]ppo: {note}[/yellow]")
     if not encoded:
         raise DataError("ptx_data: no example fits ptx_data.max_length")
@@ -102,12 +123,19 @@ def announce_sampling(
     rt.print(describe_decoding(actor, generation_config(cfg.rollout, tokenizer)))
     with isolated_seed(cfg.run.seed, rt.device):
         gap = sampler_scorer_gap(actor, tokenizer, prompt_rows[:4], cfg.rollout)
-    truncation = (cfg.rollout.truncated_penalty if cfg.rollout.truncated == "penalty" else 0.0)
-    rt.print(f"sampler vs scorer: max |log-prob difference| {gap:.1e} on 4 prompts; truncated "
-             f"responses scored as they are, minus {truncation:g}")
+    truncation = cfg.rollout.truncated_penalty if cfg.rollout.truncated == "penalty" else 0.0
+    rt.print(
+        f"sampler vs scorer: max |log-prob difference| {gap:.1e} on 4 prompts; truncated "
+        f"responses scored as they are, minus {truncation:g}"
+    )
     if gap > GAP_TOLERANCE:
-        cut = " (expected with rollout.top_k / rollout.top_p)" if (
-            cfg.rollout.top_k or cfg.rollout.top_p < 1) else ""
-        rt.print(f"[yellow]warning: samples are not drawn from the scored distribution{cut}: "
-                 "PPO's ratios and KL are biased[/yellow]")
+        cut = (
+            " (expected with rollout.top_k / rollout.top_p)"
+            if (cfg.rollout.top_k or cfg.rollout.top_p < 1)
+            else ""
+        )
+        rt.print(
+            f"[yellow]warning: samples are not drawn from the scored distribution{cut}: "
+            "PPO's ratios and KL are biased[/yellow]"
+        )
     return gap

@@ -81,9 +81,9 @@ def ppo_update(
         mb = exp.select(rows)
         figures: dict[str, float] = {}
         if update_actor:
-            figures.update(_actor_step(
-                mb, actor, ppo, kl_cfg, temperature, accelerator, step, ptx_loss
-            ))
+            figures.update(
+                _actor_step(mb, actor, ppo, kl_cfg, temperature, accelerator, step, ptx_loss)
+            )
         figures.update(_critic_step(mb, critic, ppo, accelerator, step))
         weight = mb.seq.response_mask.sum().item()
         for key, value in figures.items():
@@ -93,8 +93,14 @@ def ppo_update(
 
 
 def _actor_step(
-    mb: Experience, actor: Learner, ppo: PPOAlgoConfig, kl_cfg: KLConfig,
-    temperature: float, accelerator: Any, step: int, ptx_loss: PtxLoss | None,
+    mb: Experience,
+    actor: Learner,
+    ppo: PPOAlgoConfig,
+    kl_cfg: KLConfig,
+    temperature: float,
+    accelerator: Any,
+    step: int,
+    ptx_loss: PtxLoss | None,
 ) -> dict[str, float]:
     mask = mb.seq.response_mask
     logits = response_logits(actor.model, mb.seq)
@@ -113,11 +119,15 @@ def _actor_step(
         figures["ppo/ptx_loss"] = lm.item()
     check_finite("policy loss", loss, step)
     _step(actor, loss, accelerator)
-    figures.update({
-        "ppo/policy_loss": out.loss.item(), "ppo/clipfrac": out.clipfrac.item(),
-        "ppo/approx_kl": out.approx_kl.item(), "ppo/ratio": out.ratio_mean.item(),
-        "ppo/entropy": entropy.item(),
-    })
+    figures.update(
+        {
+            "ppo/policy_loss": out.loss.item(),
+            "ppo/clipfrac": out.clipfrac.item(),
+            "ppo/approx_kl": out.approx_kl.item(),
+            "ppo/ratio": out.ratio_mean.item(),
+            "ppo/entropy": entropy.item(),
+        }
+    )
     return figures
 
 
@@ -132,6 +142,7 @@ def _critic_step(
     # of its loss, so a coefficient could only ever be a no-op.
     _step(critic, out.loss, accelerator)
     return {
-        "ppo/value_loss": out.loss.item(), "ppo/value_clipfrac": out.clipfrac.item(),
+        "ppo/value_loss": out.loss.item(),
+        "ppo/value_clipfrac": out.clipfrac.item(),
         "ppo/explained_variance": explained_variance(values.detach(), mb.returns, mask).item(),
     }

@@ -45,13 +45,18 @@ def make_report(path: Path, out: Path | None = None) -> Report:
     # 3. Plots, and report.md linking them.
     out = out or path / "report"
     out.mkdir(parents=True, exist_ok=True)
-    names = [f"{run.id}: {label}" if label else run.id for run, label in zip(runs, labels,
-                                                                               strict=True)]
-    images = [image for image in (
-        plot_curves(runs, names, out / "curves.png"),
-        plot_frontier(runs, names, finals, out / "frontier.png"),
-        plot_domain_general(runs, names, out / "domain_general.png"),
-    ) if image is not None]
+    names = [
+        f"{run.id}: {label}" if label else run.id for run, label in zip(runs, labels, strict=True)
+    ]
+    images = [
+        image
+        for image in (
+            plot_curves(runs, names, out / "curves.png"),
+            plot_frontier(runs, names, finals, out / "frontier.png"),
+            plot_domain_general(runs, names, out / "domain_general.png"),
+        )
+        if image is not None
+    ]
     markdown = out / MARKDOWN
     markdown.write_text(
         document(path, runs, per_run, factors, markdown_table(headers, rows), headers, images),
@@ -60,8 +65,9 @@ def make_report(path: Path, out: Path | None = None) -> Report:
     return Report(runs, factors, headers, rows, markdown, images)
 
 
-def factor_lines(runs: list[Run], per_run: list[dict[str, str]],
-                 factors: dict[str, list[str]]) -> list[str]:
+def factor_lines(
+    runs: list[Run], per_run: list[dict[str, str]], factors: dict[str, list[str]]
+) -> list[str]:
     """One Markdown bullet per factor: each value with the runs that have it."""
     lines = []
     for key, implied in factors.items():
@@ -75,21 +81,34 @@ def factor_lines(runs: list[Run], per_run: list[dict[str, str]],
     return lines
 
 
-def document(path: Path, runs: list[Run], per_run: list[dict[str, str]],
-             factors: dict[str, list[str]], table: str, headers: list[str],
-             images: list[Path]) -> str:
+def document(
+    path: Path,
+    runs: list[Run],
+    per_run: list[dict[str, str]],
+    factors: dict[str, list[str]],
+    table: str,
+    headers: list[str],
+    images: list[Path],
+) -> str:
     """report.md: what each column holds, the table, the factors, the plots."""
-    parts = [f"# icegrt report: `{path}`", "",
-             f"{len(runs)} run(s). Columns (final = last logged value; in brackets: the change "
-             "from the run's start):", ""]
+    parts = [
+        f"# icegrt report: `{path}`",
+        "",
+        f"{len(runs)} run(s). Columns (final = last logged value; in brackets: the change "
+        "from the run's start):",
+        "",
+    ]
     parts += [f"- **{column}**: {COLUMNS[column]}" for column in headers[2:]]
     parts += ["", "## Final metrics", "", table]
     if any(not run.finished for run in runs):
         parts += [f"{UNFINISHED} unfinished: a stage has no summary.json yet.", ""]
     parts += ["## Factors that differ between runs", ""]
     if factors:
-        parts += ["A run's *factors* cell lists where it departs from the value most runs "
-                  "share (or every value, when no value is shared by most).", ""]
+        parts += [
+            "A run's *factors* cell lists where it departs from the value most runs "
+            "share (or every value, when no value is shared by most).",
+            "",
+        ]
         parts += factor_lines(runs, per_run, factors)
     else:
         parts.append("None: the runs share every setting.")

@@ -73,8 +73,12 @@ def _run_folders(folder: Path) -> list[Path]:
     found = [folder] if stage_children else []
     for child in sorted(folder.iterdir(), key=_natural_key):
         # Links are stages shared with another run, read as part of the run that links them.
-        if (child.is_dir() and not child.is_symlink() and not child.name.startswith(".")
-                and child not in stage_children):
+        if (
+            child.is_dir()
+            and not child.is_symlink()
+            and not child.name.startswith(".")
+            and child not in stage_children
+        ):
             found.extend(_run_folders(child))
     return found
 

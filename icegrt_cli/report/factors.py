@@ -14,8 +14,8 @@ from typing import Any
 from icegrt_cli.report.discover import Run
 
 LAUNCH_KEYS = frozenset(
-    f"run.{key}" for key in ("name", "root", "resume", "progress", "force", "tensorboard",
-                             "num_threads")
+    f"run.{key}"
+    for key in ("name", "root", "resume", "progress", "force", "tensorboard", "num_threads")
 )
 """Per-stage `run.*` keys that change where or how a run was launched, not its results."""
 
@@ -89,6 +89,7 @@ def factor_groups(per_run: list[dict[str, str]], keys: list[str]) -> dict[str, l
     Keys with more distinct values are tried as owners first, so a group choice names the keys
     it sets; the result keeps the order of `keys`.
     """
+
     def distinct(key: str) -> int:
         return len({found.get(key) for found in per_run})
 
@@ -96,8 +97,11 @@ def factor_groups(per_run: list[dict[str, str]], keys: list[str]) -> dict[str, l
     for key in sorted(keys, key=distinct, reverse=True):
         kept = [owner for owner in owners if owners[owner] == owner]
         owners[key] = next((owner for owner in kept if _determines(owner, key, per_run)), key)
-    return {owner: [key for key in keys if owners[key] == owner and key != owner]
-            for owner in keys if owners[owner] == owner}
+    return {
+        owner: [key for key in keys if owners[key] == owner and key != owner]
+        for owner in keys
+        if owners[owner] == owner
+    }
 
 
 def _strict_mode(values: list[str | None]) -> str | None:
@@ -118,7 +122,10 @@ def run_labels(per_run: list[dict[str, str]], keys: list[str]) -> list[str]:
     modes = {key: _strict_mode([found.get(key) for found in per_run]) for key in keys}
     labels = []
     for found in per_run:
-        shown = [f"{key}={found[key]}" for key in keys
-                 if key in found and (modes[key] is None or found[key] != modes[key])]
+        shown = [
+            f"{key}={found[key]}"
+            for key in keys
+            if key in found and (modes[key] is None or found[key] != modes[key])
+        ]
         labels.append(", ".join(shown) or (BASELINE if len(per_run) > 1 else ""))
     return labels

@@ -27,8 +27,11 @@ def table_cells(
     """(headers, rows): run, factors, then each column of COLUMNS some run has a value for."""
     columns = [column for column in COLUMNS if any(column in found for found in finals)]
     rows = [
-        [run.id + ("" if run.finished else UNFINISHED), label or "-",
-         *(cell(found.get(column)) for column in columns)]
+        [
+            run.id + ("" if run.finished else UNFINISHED),
+            label or "-",
+            *(cell(found.get(column)) for column in columns),
+        ]
         for run, label, found in zip(runs, labels, finals, strict=True)
     ]
     return ["run", "factors", *columns], rows
@@ -44,16 +47,20 @@ def _terminal_text(text: str) -> str:
 
 
 def _width(header: str, cells: list[str], numeric: bool) -> int:
-    lines = [*(header.split() if numeric else [header]),
-             *(line for text in cells for line in _terminal_text(text).splitlines())]
+    lines = [
+        *(header.split() if numeric else [header]),
+        *(line for text in cells for line in _terminal_text(text).splitlines()),
+    ]
     return max(len(line) for line in lines) + 3  # padding and border
 
 
 def rich_tables(headers: list[str], rows: list[list[str]], title: str, width: int) -> list[Table]:
     """The table for a terminal `width` characters wide: metric columns that do not fit move to
     a further table, which repeats the run column."""
-    widths = [_width(header, [row[index] for row in rows], index >= 2)
-              for index, header in enumerate(headers)]
+    widths = [
+        _width(header, [row[index] for row in rows], index >= 2)
+        for index, header in enumerate(headers)
+    ]
     widths[1] = min(widths[1], FACTORS_WIDTH + 3)
     blocks: list[list[int]] = [[]]
     used = widths[0] + widths[1] + 1
@@ -69,8 +76,9 @@ def rich_tables(headers: list[str], rows: list[list[str]], title: str, width: in
         table = Table(title=title if number == 0 else None, title_justify="left")
         for index in shown:
             if index < 2:
-                table.add_column(headers[index], max_width=FACTORS_WIDTH if index else None,
-                                 overflow="fold")
+                table.add_column(
+                    headers[index], max_width=FACTORS_WIDTH if index else None, overflow="fold"
+                )
             else:
                 table.add_column(headers[index].replace(" ", "\n"), justify="right")
         for row in rows:
@@ -81,6 +89,7 @@ def rich_tables(headers: list[str], rows: list[list[str]], title: str, width: in
 
 def markdown_table(headers: list[str], rows: list[list[str]]) -> str:
     """A GitHub-flavoured Markdown table; numeric columns right-aligned."""
+
     def line(cells: list[str]) -> str:
         return "| " + " | ".join(text.replace("|", "\\|") for text in cells) + " |"
 

@@ -34,8 +34,11 @@ def stage_config(cfg: DictConfig, name: str, run_dir: Path) -> DictConfig:
 
 def _eval_models(eval_cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     """Compare the run's SFT and PPO models, scored by its reward model, unless told otherwise."""
-    found = [str(run_dir / s / "model") for s in ("sft", "ppo")
-             if (run_dir / s / "model" / "config.json").exists()]
+    found = [
+        str(run_dir / s / "model")
+        for s in ("sft", "ppo")
+        if (run_dir / s / "model" / "config.json").exists()
+    ]
     extra: dict[str, Any] = {}
     if not eval_cfg.model.paths and not eval_cfg.model.name_or_path and found:
         extra["model"] = {"paths": found}
@@ -76,8 +79,10 @@ def run(cfg: DictConfig, out_dir: Path, run_root: Path | None) -> dict[str, Any]
         if reuse is not None and name not in cfg.force and _link_finished(reuse, out_dir, name):
             console.print(f"[dim]pipeline: {name} reused from {reuse / name}[/dim]")
         if is_complete(stage_dir) and name not in cfg.force:
-            console.print(f"[dim]pipeline: {name} already finished in {stage_dir}; skipped "
-                          f"(force=\\[{name}] reruns it)[/dim]")
+            console.print(
+                f"[dim]pipeline: {name} already finished in {stage_dir}; skipped "
+                f"(force=\\[{name}] reruns it)[/dim]"
+            )
             summaries[name] = json.loads((stage_dir / SUMMARY).read_text())
             continue
         if stage_dir.is_symlink():

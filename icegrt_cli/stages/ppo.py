@@ -76,8 +76,9 @@ def check(cfg: DictConfig) -> None:
     """Settings errors found without loading anything (a pipeline runs this before its first
     stage)."""
     if cfg.rollout.temperature <= 0:
-        raise ConfigError(f"rollout.temperature: must be > 0 for sampling, got "
-                          f"{cfg.rollout.temperature}")
+        raise ConfigError(
+            f"rollout.temperature: must be > 0 for sampling, got {cfg.rollout.temperature}"
+        )
     if not cfg.kl.in_reward and cfg.kl.kind != "none" and cfg.kl.estimator == "k1":
         # E_pi[grad (log pi - log pi_ref)] = E_pi[grad log pi] = 0: the term only adds noise.
         raise ConfigError(
@@ -119,16 +120,21 @@ def run(cfg: DictConfig, out_dir: Path, run_root: Path | None) -> dict[str, Any]
     # 2. Prompts (and held-out prompts with ground truth where the data has it) that leave
     # room for a full response in both checkpoints' context.
     records, eval_records = load_splits(cfg.data, "prompts", require_text("prompt"), cfg.run.seed)
-    context = min(checkpoint_context_length(policy_path, policy_cfg),
-                  checkpoint_context_length(rm_path, rm_cfg))
+    context = min(
+        checkpoint_context_length(policy_path, policy_cfg),
+        checkpoint_context_length(rm_path, rm_cfg),
+    )
     limit = context - cfg.rollout.max_new_tokens
     if limit < 1:
-        raise ConfigError(f"rollout.max_new_tokens ({cfg.rollout.max_new_tokens}) leaves no room "
-                          f"for a prompt in the models' context of {context} tokens")
+        raise ConfigError(
+            f"rollout.max_new_tokens ({cfg.rollout.max_new_tokens}) leaves no room "
+            f"for a prompt in the models' context of {context} tokens"
+        )
     why = f"context {context} - rollout.max_new_tokens {cfg.rollout.max_new_tokens}"
     records, prompt_rows = fitting_prompts(rt, tokenizer, records, limit, "prompts", why)
-    eval_records, _ = fitting_prompts(rt, tokenizer, eval_records[: cfg.train.eval_size], limit,
-                                      "held-out prompts", why)
+    eval_records, _ = fitting_prompts(
+        rt, tokenizer, eval_records[: cfg.train.eval_size], limit, "held-out prompts", why
+    )
     if len(records) < cfg.rollout.batch_size * rt.world_size:
         raise DataError(f"ppo: {len(records)} usable prompts, fewer than one rollout batch")
     # Each process draws its own PTX rows; the generator is saved with every checkpoint.
@@ -139,8 +145,9 @@ def run(cfg: DictConfig, out_dir: Path, run_root: Path | None) -> dict[str, Any]
     reference = _frozen(load_causal_lm(policy_path, policy_cfg, tokenizer))
     reward_model = _frozen(load_scalar_model(rm_path, rm_cfg, rm_tokenizer))
     critic_path = rm_path if cfg.ppo.critic_init == "reward_model" else policy_path
-    critic = load_scalar_model(critic_path, rm_cfg if critic_path == rm_path else policy_cfg,
-                               tokenizer)
+    critic = load_scalar_model(
+        critic_path, rm_cfg if critic_path == rm_path else policy_cfg, tokenizer
+    )
     for model in (reference, reward_model):
         model.to(rt.device)
 
@@ -149,18 +156,39 @@ def run(cfg: DictConfig, out_dir: Path, run_root: Path | None) -> dict[str, Any]
     # run's config.yaml as it was.
     save_run_config(cfg, out_dir)
     job = PPOJob(
-        rt, cfg, tokenizer, rm_tokenizer, records, prompt_rows, eval_records,
+        rt,
+        cfg,
+        tokenizer,
+        rm_tokenizer,
+        records,
+        prompt_rows,
+        eval_records,
         learner(actor, cfg.ppo.lr, cfg, cfg.ppo.steps),
-        learner(critic, cfg.ppo.critic_lr, cfg, cfg.ppo.steps), reference, reward_model,
+        learner(critic, cfg.ppo.critic_lr, cfg, cfg.ppo.steps),
+        reference,
+        reward_model,
         make_kl_controller(cfg.kl.kind, cfg.kl.coef, cfg.kl.target, cfg.kl.horizon),
-        reward_stats(rm_path, cfg.reward.normalize), torch.Generator().manual_seed(cfg.run.seed),
-        ptx_generator, ptx_source(rt, cfg, tokenizer, ptx_generator, cfg.run.seed),
+        reward_stats(rm_path, cfg.reward.normalize),
+        torch.Generator().manual_seed(cfg.run.seed),
+        ptx_generator,
+        ptx_source(rt, cfg, tokenizer, ptx_generator, cfg.run.seed),
         out_dir / "samples.jsonl",
     )
     # A PPO step is a whole rollout and update: every one is logged.
-    driver = StepDriver(rt, out_dir, "ppo", cfg.run, Cadence(
-        cfg.ppo.steps, 1, cfg.train.eval_every, cfg.train.save_every, cfg.train.keep_last,
-        cfg.train.stop_after))
+    driver = StepDriver(
+        rt,
+        out_dir,
+        "ppo",
+        cfg.run,
+        Cadence(
+            cfg.ppo.steps,
+            1,
+            cfg.train.eval_every,
+            cfg.train.save_every,
+            cfg.train.keep_last,
+            cfg.train.stop_after,
+        ),
+    )
     driver.resume(job)
     job.prepare()
     gap = announce_sampling(rt, job.unwrapped_actor, tokenizer, prompt_rows, cfg)
@@ -169,16 +197,22 @@ def run(cfg: DictConfig, out_dir: Path, run_root: Path | None) -> dict[str, Any]
         return {"stage": "ppo", "steps": done.steps, "stopped_early": True}
 
     # 5. Save the actor (a plain causal LM folder) and the critic; report before / after.
-    summary = {"stage": "ppo", "steps": done.steps,
-               "eval_before": job.before, "eval_after": done.last_eval, "kl_beta": job.kl.value,
-               "sampler_scorer_gap": gap,
-               # config.yaml keeps `from_stage`; these are the folders it resolved to.
-               "models": {"policy": _where(policy_path), "reward_model": _where(rm_path)}}
+    summary = {
+        "stage": "ppo",
+        "steps": done.steps,
+        "eval_before": job.before,
+        "eval_after": done.last_eval,
+        "kl_beta": job.kl.value,
+        "sampler_scorer_gap": gap,
+        # config.yaml keeps `from_stage`; these are the folders it resolved to.
+        "models": {"policy": _where(policy_path), "reward_model": _where(rm_path)},
+    }
     if rt.is_main:
         tokenizer.padding_side = "right"
         save_model_folder(job.unwrapped_actor, tokenizer, out_dir / "model")
-        save_model_folder(rt.accelerator.unwrap_model(job.critic.model), tokenizer,
-                          out_dir / "critic")
+        save_model_folder(
+            rt.accelerator.unwrap_model(job.critic.model), tokenizer, out_dir / "critic"
+        )
         write_summary(out_dir, summary)
         rt.print(_before_after_table(job.before, done.last_eval))
     rt.accelerator.wait_for_everyone()
@@ -217,7 +251,8 @@ class PPOJob:
         """Wrap the trainable models and their optimisers for the process group."""
         a, c = self.actor, self.critic
         a.model, a.optimizer, c.model, c.optimizer = self.rt.accelerator.prepare(
-            a.model, a.optimizer, c.model, c.optimizer)
+            a.model, a.optimizer, c.model, c.optimizer
+        )
 
     @property
     def unwrapped_actor(self) -> torch.nn.Module:
@@ -251,37 +286,46 @@ class PPOJob:
 
         # (3) Shape scores: truncation penalty, normalise, scale, clip.
         truncated = (~seq.has_eos).float()
-        penalty = truncated * (cfg.rollout.truncated_penalty
-                               if cfg.rollout.truncated == "penalty" else 0.0)
+        penalty = truncated * (
+            cfg.rollout.truncated_penalty if cfg.rollout.truncated == "penalty" else 0.0
+        )
         penalised = raw - penalty
         mean, std = self.stats
         if cfg.reward.normalize == "running":
             self.score_stats.update(rt.accelerator.gather(penalised))
             mean, std = self.score_stats.mean, self.score_stats.std
-        scores = shape_scores(penalised, scale=cfg.reward.scale, mean=mean, std=std,
-                              clip=cfg.reward.clip)
+        scores = shape_scores(
+            penalised, scale=cfg.reward.scale, mean=mean, std=std, clip=cfg.reward.clip
+        )
         check_finite("shaped score", scores, step + 1)
 
         # (4) Per-token rewards, advantages, returns.
         beta = self.kl.value
-        exp, adv_stats = build_experience(seq, old_logp, ref_logp, values, scores, beta, cfg.kl,
-                                          cfg.ppo, self._sum_across)
+        exp, adv_stats = build_experience(
+            seq, old_logp, ref_logp, values, scores, beta, cfg.kl, cfg.ppo, self._sum_across
+        )
         check_finite("advantages", exp.advantages, step + 1)
         t_rollout = time.perf_counter() - t0
 
         # (5) Update actor (after the critic warm-up) and critic.
         model.train()
         update = ppo_update(
-            exp, self.actor, self.critic, ppo=cfg.ppo, kl_cfg=cfg.kl,
+            exp,
+            self.actor,
+            self.critic,
+            ppo=cfg.ppo,
+            kl_cfg=cfg.kl,
             temperature=cfg.rollout.temperature,
-            update_actor=step >= cfg.ppo.critic_warmup_steps, accelerator=rt.accelerator,
-            generator=self.generator, step=step + 1, ptx_loss=self.ptx_loss,
+            update_actor=step >= cfg.ppo.critic_warmup_steps,
+            accelerator=rt.accelerator,
+            generator=self.generator,
+            step=step + 1,
+            ptx_loss=self.ptx_loss,
         )
 
         # (6) Adapt beta to the observed per-sequence KL.
         mask = seq.response_mask
-        kl_mean = rt.accelerator.reduce((exp.kl * mask).sum(dim=1).mean(),
-                                        reduction="mean").item()
+        kl_mean = rt.accelerator.reduce((exp.kl * mask).sum(dim=1).mean(), reduction="mean").item()
         self.kl.update(kl_mean, global_size)
 
         # (7) Report: figures, warnings, samples.
@@ -296,7 +340,8 @@ class PPOJob:
             "kl/k1": (((old_logp - ref_logp) * mask).sum(dim=1)).mean().item(),
             "kl/beta": beta,
             "kl/per_token": masked_mean(exp.kl, mask).item(),
-            **adv_stats, **update,
+            **adv_stats,
+            **update,
             **{f"rollout/{k}": v for k, v in gold_figures(texts, batch_records).items()},
             "time/rollout_s": t_rollout,
             "time/update_s": time.perf_counter() - t0 - t_rollout,
@@ -305,8 +350,11 @@ class PPOJob:
         every = cfg.train.sample_every
         if rt.is_main and every and (step + 1) % every == 0:
             _save_samples(self.samples_path, step + 1, prompts, texts, raw, batch_records)
-        shown = {k.split("/")[-1]: figures[k] for k in (
-            "rollout/score_raw", "rollout/gold", "kl/ref", "kl/beta") if k in figures}
+        shown = {
+            k.split("/")[-1]: figures[k]
+            for k in ("rollout/score_raw", "rollout/gold", "kl/ref", "kl/beta")
+            if k in figures
+        }
         return StepFigures(figures, shown)
 
     def _sum_across(self, t: torch.Tensor) -> torch.Tensor:
@@ -316,16 +364,22 @@ class PPOJob:
     def _warn_on_negative_kl(self, kl_mean: float) -> None:
         self.negative_kl_streak = self.negative_kl_streak + 1 if kl_mean < -1e-3 else 0
         if self.negative_kl_streak == NEGATIVE_KL_PATIENCE:
-            self.rt.print("[yellow]warning: mean KL to the reference has been negative for "
-                          f"{NEGATIVE_KL_PATIENCE} steps: sampling and scoring distributions "
-                          "differ (top-k/top-p, temperature or padding)[/yellow]")
+            self.rt.print(
+                "[yellow]warning: mean KL to the reference has been negative for "
+                f"{NEGATIVE_KL_PATIENCE} steps: sampling and scoring distributions "
+                "differ (top-k/top-p, temperature or padding)[/yellow]"
+            )
 
     def evaluate(self, step: int) -> dict[str, float]:
         if not self.eval_records:
             return {}
         figures, _ = evaluate_policy(
-            self.unwrapped_actor, self.tokenizer, self.eval_records, self.reward_model,
-            self.rm_tokenizer, self.cfg.rollout,
+            self.unwrapped_actor,
+            self.tokenizer,
+            self.eval_records,
+            self.reward_model,
+            self.rm_tokenizer,
+            self.cfg.rollout,
             self.cfg.run.seed if self.cfg.train.eval_sampled else None,
         )
         if step == 0:
@@ -335,13 +389,19 @@ class PPOJob:
     def checkpoint(self) -> Saved:
         return Saved(
             {"actor": self.actor.model, "critic": self.critic.model},
-            {"actor_optimizer": self.actor.optimizer, "actor_scheduler": self.actor.scheduler,
-             "critic_optimizer": self.critic.optimizer,
-             "critic_scheduler": self.critic.scheduler},
-            {"kl": self.kl.state_dict(), "score_stats": self.score_stats.state_dict(),
-             "generator": self.generator.get_state().tolist(),
-             "ptx_generator": self.ptx_generator.get_state().tolist(),
-             "eval_before": self.before},
+            {
+                "actor_optimizer": self.actor.optimizer,
+                "actor_scheduler": self.actor.scheduler,
+                "critic_optimizer": self.critic.optimizer,
+                "critic_scheduler": self.critic.scheduler,
+            },
+            {
+                "kl": self.kl.state_dict(),
+                "score_stats": self.score_stats.state_dict(),
+                "generator": self.generator.get_state().tolist(),
+                "ptx_generator": self.ptx_generator.get_state().tolist(),
+                "eval_before": self.before,
+            },
         )
 
     def restore(self, state: dict[str, Any]) -> None:
@@ -354,12 +414,18 @@ class PPOJob:
 
 
 def _save_samples(
-    path: Path, step: int, prompts: list[str], texts: list[str], scores: torch.Tensor,
-    records: list[dict[str, Any]], count: int = 4,
+    path: Path,
+    step: int,
+    prompts: list[str],
+    texts: list[str],
+    scores: torch.Tensor,
+    records: list[dict[str, Any]],
+    count: int = 4,
 ) -> None:
     with open(path, "a", encoding="utf-8") as handle:
-        for prompt, text, score, record in list(zip(prompts, texts, scores.tolist(), records,
-                                                    strict=True))[:count]:
+        for prompt, text, score, record in list(
+            zip(prompts, texts, scores.tolist(), records, strict=True)
+        )[:count]:
             row = {"step": step, "prompt": prompt, "response": text, "score": score}
             row.update(gold_figures([text], [record]))
             handle.write(json.dumps(row) + "\n")
@@ -371,8 +437,9 @@ def _where(model: Path | str) -> str:
 
 
 def _before_after_table(before: dict[str, float], after: dict[str, float]) -> Table:
-    table = Table(title="ppo: held-out prompts, greedy answers (sampled_*: at the rollout "
-                        "temperature)")
+    table = Table(
+        title="ppo: held-out prompts, greedy answers (sampled_*: at the rollout temperature)"
+    )
     for column in ("metric", "before", "after", "change"):
         table.add_column(column, justify="left" if column == "metric" else "right")
     for key in after:

@@ -74,9 +74,7 @@ def run(cfg: DictConfig, out_dir: Path, run_root: Path | None) -> dict[str, Any]
     tokenizer = load_tokenizer(model_cfg)
 
     # 2. Data: pairs encoded per side, unusable pairs skipped and counted.
-    train_records, eval_records = load_splits(
-        cfg.data, DEMO_PART, check_pair_record, cfg.run.seed
-    )
+    train_records, eval_records = load_splits(cfg.data, DEMO_PART, check_pair_record, cfg.run.seed)
     train_set, train_skips = encode_pairs(train_records, tokenizer, cfg.data.max_length)
     eval_set, eval_skips = encode_pairs(eval_records, tokenizer, cfg.data.max_length)
     skips = train_skips + eval_skips
@@ -104,8 +102,16 @@ def run(cfg: DictConfig, out_dir: Path, run_root: Path | None) -> dict[str, Any]
     save_run_config(cfg, out_dir)
     step = partial(reward_step, margin=cfg.loss.margin, center_coef=cfg.loss.center_coef)
     result = fit(
-        rt, model, train_set, PairCollator(tokenizer.pad_token_id), step,
-        run=cfg.run, train=cfg.train, optim=cfg.optim, out_dir=out_dir, eval_set=eval_set,
+        rt,
+        model,
+        train_set,
+        PairCollator(tokenizer.pad_token_id),
+        step,
+        run=cfg.run,
+        train=cfg.train,
+        optim=cfg.optim,
+        out_dir=out_dir,
+        eval_set=eval_set,
         title="train-rm",
     )
     start_figures = held_out_figures(result.first_eval)
@@ -137,7 +143,8 @@ def run(cfg: DictConfig, out_dir: Path, run_root: Path | None) -> dict[str, Any]
         if any(source.kind == "demo" for source in cfg.data.sources):
             gold = demo_gold_agreement(model, tokenizer, cfg.run.seed, 2 * cfg.train.batch_size)
             summary |= {
-                "gold_agreement": gold.rate, "gold_agreement_by_kind": gold.by_kind,
+                "gold_agreement": gold.rate,
+                "gold_agreement_by_kind": gold.by_kind,
                 "gold_pairs": gold.pairs,
             }
         held_out = {"pairs": len(eval_set), **figures}
@@ -180,7 +187,8 @@ def _calibrate(
     rows = [train_set[i].chosen for i in picked] + [train_set[i].rejected for i in picked]
     scores = score_sequences(model, rows, pad_id, 2 * cfg.train.batch_size)
     return RewardStats.of(
-        scores, f"chosen and rejected answers of {count} pairs sampled from the training pairs")
+        scores, f"chosen and rejected answers of {count} pairs sampled from the training pairs"
+    )
 
 
 def _summary_table(summary: dict[str, Any]) -> Table:
@@ -198,8 +206,10 @@ def _summary_table(summary: dict[str, Any]) -> Table:
         *((f"  vs {kind}", rate) for kind, rate in by_kind.items()),
         ("reward stats mean", summary["reward_stats"]["mean"]),
         ("reward stats std", summary["reward_stats"]["std"]),
-        ("skipped (identical / too long)",
-         f"{summary['skipped_identical']} / {summary['skipped_too_long']}"),
+        (
+            "skipped (identical / too long)",
+            f"{summary['skipped_identical']} / {summary['skipped_too_long']}",
+        ),
         ("parameters", f"{summary['parameters']:,}"),
         ("seconds", summary["seconds"]),
     ]

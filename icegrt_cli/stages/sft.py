@@ -59,16 +59,27 @@ def run(cfg: DictConfig, out_dir: Path, run_root: Path | None) -> dict[str, Any]
     save_run_config(cfg, out_dir)
     collate = LMCollator(tokenizer.pad_token_id, per_example=cfg.loss_per == "example")
     result = fit(
-        rt, model, train_set, collate, lm_step,
-        run=cfg.run, train=cfg.train, optim=cfg.optim, out_dir=out_dir, eval_set=eval_set,
+        rt,
+        model,
+        train_set,
+        collate,
+        lm_step,
+        run=cfg.run,
+        train=cfg.train,
+        optim=cfg.optim,
+        out_dir=out_dir,
+        eval_set=eval_set,
         title="sft",
     )
     summary = {
-        "stage": "sft", "steps": result.steps, "train_loss": result.train_loss,
+        "stage": "sft",
+        "steps": result.steps,
+        "train_loss": result.train_loss,
         "eval_loss_start": result.first_eval.get("loss"),
         "eval_loss": result.eval_metrics.get("loss"),
         "skipped_too_long": skipped + eval_skipped,
-        "train_examples": len(train_records), "eval_examples": len(eval_records),
+        "train_examples": len(train_records),
+        "eval_examples": len(eval_records),
     }
     if result.stopped_early:
         rt.print(f"sft: stopped after step {result.steps} (train.stop_after); checkpoint kept")

@@ -48,8 +48,9 @@ def _rng(seed: int, purpose: str) -> random.Random:
 def _unique_ads(
     rng: random.Random, n: int, config: DemoConfig, heldout: bool, seen: set[str]
 ) -> list[Ad]:
-    return draw_distinct(lambda: sample_ad(rng, config, heldout), n, seen,
-                         "ads; reduce the split size")
+    return draw_distinct(
+        lambda: sample_ad(rng, config, heldout), n, seen, "ads; reduce the split size"
+    )
 
 
 def _write_jsonl(path: Path, rows: Iterable[Mapping[str, Any]]) -> dict[str, Any]:

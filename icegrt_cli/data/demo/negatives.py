@@ -111,9 +111,7 @@ def misquoted_answer(rng: random.Random, gold: Mapping[str, Any], ad_text: str) 
     return format_answer("reject", clauses)
 
 
-def rejected_answer(
-    rng: random.Random, gold: Mapping[str, Any], ad_text: str
-) -> tuple[str, str]:
+def rejected_answer(rng: random.Random, gold: Mapping[str, Any], ad_text: str) -> tuple[str, str]:
     """(answer, kind) for the rejected side of a preference pair about the ad `ad_text`."""
     kinds = eligible_kinds(gold)
     kind = rng.choices(kinds, weights=[KIND_WEIGHTS.get(k, 1.0) for k in kinds])[0]
