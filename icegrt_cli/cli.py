@@ -167,6 +167,34 @@ def report(
     _guarded(build)
 
 
+@app.command("export")
+def export(
+    path: Annotated[
+        Path,
+        typer.Argument(help="A LoRA adapter folder, a stage folder holding adapter/, or a run."),
+    ],
+    out: Annotated[Path, typer.Option("--out", help="Folder for the plain transformers model.")],
+    merge: Annotated[
+        bool, typer.Option("--merge", help="Merge the adapter into its base weights.")
+    ] = True,
+    base: Annotated[
+        Path | None,
+        typer.Option("--base", help="The base model folder, when the adapter's own is not here."),
+    ] = None,
+) -> None:
+    """Write a plain transformers folder (safetensors) from a LoRA run: base + adapter merged."""
+    from icegrt_cli.adapters import merge_adapter
+    from icegrt_cli.errors import ConfigError
+
+    def run() -> None:
+        if not merge:
+            raise ConfigError("export: only --merge is supported (the adapter is in adapter/)")
+        folder = merge_adapter(path, out, str(base) if base else None)
+        Console().print(f"merged model in {folder}")
+
+    _guarded(run)
+
+
 def _guarded(action) -> None:
     try:
         action()

@@ -82,6 +82,31 @@ class ModelConfig:
     """Recompute activations in the backward pass: less memory, about a third more time."""
 
 
+LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+"""The attention and MLP projections of Llama-family decoders (SmolLM2, Llama, Mistral, Qwen)."""
+
+
+@dataclass
+class PeftConfig:
+    """Parameter-efficient fine-tuning: `peft=none|lora`."""
+
+    kind: str = one_of("none", "lora")
+    """none: every weight trains. lora: the base stays frozen and low-rank adapters train
+    (through PEFT); the stage's `model/` is saved merged, the adapter beside it in `adapter/`."""
+    r: int = 16
+    """LoRA rank of each adapted projection."""
+    alpha: float = 32.0
+    """LoRA scale numerator: the update is (alpha / r) * B A."""
+    dropout: float = 0.0
+    """Dropout on the adapter input (SFT and reward model only: PPO refuses it, because the
+    update pass would then score tokens differently from the rollout pass)."""
+    target_modules: list[str] = field(default_factory=lambda: list(LORA_TARGETS))
+    """Module names that get adapters; `[all-linear]` adapts every linear layer but the head."""
+    share_base: bool = True
+    """PPO with critic_init=reward_model: the reward model is the critic with its adapters
+    turned off, one copy of their common base in memory instead of two."""
+
+
 @dataclass
 class SourceConfig:
     kind: str = one_of("demo", "file", "hub")
@@ -166,6 +191,8 @@ class SFTConfig:
     """Output folder, seed, resume, precision, threads, logging."""
     model: ModelConfig = field(default_factory=ModelConfig)
     """The model to fine-tune: `model=tiny|small|base` (built) or `model=hf` (a checkpoint)."""
+    peft: PeftConfig = field(default_factory=PeftConfig)
+    """Full fine-tuning or LoRA adapters: `peft=none|lora`."""
     data: DataConfig = field(default_factory=DataConfig)
     """Demonstrations: `data=demo|jsonl|hub|mix`."""
     optim: OptimConfig = field(
@@ -202,6 +229,8 @@ class TrainRMConfig:
     """Output folder, seed, resume, precision, threads, logging."""
     reward_model: ModelConfig = field(default_factory=ModelConfig)
     """The reward model's own size group: `model@reward_model=tiny|small|base|sft|hf`."""
+    peft: PeftConfig = field(default_factory=PeftConfig)
+    """Full fine-tuning or LoRA adapters (the scalar head always trains): `peft=none|lora`."""
     data: DataConfig = field(default_factory=DataConfig)
     """Preference pairs {prompt, chosen, rejected}: `data=pairs` (the demo's) or your own."""
     optim: OptimConfig = field(
@@ -356,6 +385,9 @@ class PPOConfig:
     """Actor start and frozen reference: `model@policy=sft` (this run's SFT model) by default."""
     reward_model: ModelConfig = field(default_factory=ModelConfig)
     """Frozen reward model: `model@reward_model=rm` (this run's train_rm model) by default."""
+    peft: PeftConfig = field(default_factory=PeftConfig)
+    """LoRA for actor and critic (`peft=lora`): the reference is the actor with its adapters
+    off, so no second copy of the policy's weights is held."""
     data: DataConfig = field(default_factory=DataConfig)
     """PPO prompts; held-out prompts for evaluation come from each source's eval_path."""
     ptx_data: DataConfig = field(default_factory=_demo_ptx_data)

@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from transformers import GenerationConfig, PreTrainedModel, PreTrainedTokenizerBase
 
+from icegrt_cli.adapters import transformers_model
 from icegrt_cli.data.formatting import IGNORE, encode_prompt
 
 
@@ -123,6 +124,7 @@ def generate_ids(
 ) -> Any:
     """`model.generate` with exactly `config` (see `checkpoint_defaults_ignored`), in eval mode;
     the model's previous mode is restored."""
+    model = transformers_model(model)  # a PEFT wrapper would keep its own generation_config
     was_training = model.training
     model.eval()
     try:

@@ -134,8 +134,12 @@ class StepDriver:
         step = self.start
         result = DriveResult(steps=step)
 
+        # One autocast for everything a step or an evaluation runs (a no-op in fp32): the
+        # actor's, reference's, critic's and reward model's passes share one precision, so
+        # the KL between identical weights is 0 under bf16 too.
         def evaluate() -> dict[str, float]:
-            figures = job.evaluate(step)
+            with rt.accelerator.autocast():
+                figures = job.evaluate(step)
             if figures:
                 logger.log(step, {f"eval/{k}": v for k, v in figures.items()})
             return figures
@@ -158,7 +162,8 @@ class StepDriver:
                 StepProgress(rt.console, self.title, cadence.total, step, show) as bar,
             ):
                 while step < cadence.total:
-                    figures = job.step(step)
+                    with rt.accelerator.autocast():
+                        figures = job.step(step)
                     step = result.steps = step + 1
                     self._check_finite(figures, step)
                     window.add(figures.logged)

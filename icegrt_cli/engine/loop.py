@@ -91,8 +91,7 @@ def evaluate(
     units = 0.0
     for chunk in chunks:
         batch = _move(collate([dataset[i] for i in chunk]), rt.device)
-        with rt.accelerator.autocast():
-            out = step_fn(model, batch)
+        out = step_fn(model, batch)
         totals["loss"] += out.loss_sum.item()
         for key, value in out.metrics.items():
             totals[key] = totals.get(key, 0.0) + float(value)
@@ -255,7 +254,7 @@ def _accumulate(
     for index, batch in enumerate(micros):
         last = index == len(micros) - 1
         sync = contextlib.nullcontext() if last else rt.accelerator.no_sync(model)
-        with sync, rt.accelerator.autocast():
+        with sync:
             out = step_fn(model, batch)
             loss = out.loss_sum * scale
         rt.accelerator.backward(loss)

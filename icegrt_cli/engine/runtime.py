@@ -56,6 +56,15 @@ def default_threads() -> int:
     return max(1, min(8, (cores or 1) // local))
 
 
+def peak_memory_mb(device: torch.device) -> float:
+    """Peak memory of this process so far, in MiB: allocated on a GPU, resident on the CPU."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+
+
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     torch.manual_seed(seed)

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import torch
 from transformers import GenerationConfig, PreTrainedModel, PreTrainedTokenizerBase
 
+from icegrt_cli.adapters import transformers_model
 from icegrt_cli.config import RolloutConfig
 from icegrt_cli.data.formatting import encode_prompt
 from icegrt_cli.errors import ConfigError
@@ -134,7 +135,7 @@ def token_values(critic: torch.nn.Module, seq: Sequences, rows=slice(None)) -> t
 
     The value of token t is read where the policy decides it (position P-1+t).
     """
-    model = getattr(critic, "module", critic)  # DDP wraps the model
+    model = transformers_model(critic)  # inside DDP and PEFT wrappers; LoRA layers stay in
     backbone = getattr(model, model.base_model_prefix)
     hidden = backbone(**seq.inputs(rows)).last_hidden_state
     values = model.score(hidden).squeeze(-1).float()

@@ -4,12 +4,14 @@ the once-per-run statement of how sampling runs (and the check that it matches s
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 from omegaconf import DictConfig
 
+from icegrt_cli.adapters import FrozenModel, is_adapted, trainable_parameters, with_adapters
 from icegrt_cli.config import OptimConfig
 from icegrt_cli.data.collate import LMCollator
 from icegrt_cli.data.formatting import check_sft_record, encode_prompt, encode_sft
@@ -18,8 +20,76 @@ from icegrt_cli.data.splits import load_splits
 from icegrt_cli.engine.optim import build_optimizer, build_scheduler
 from icegrt_cli.errors import ConfigError, DataError
 from icegrt_cli.lm import describe_decoding, isolated_seed, lm_loss_sum
+from icegrt_cli.models import load_causal_lm, load_scalar_model
 from icegrt_cli.ppo.rollout import generation_config, sampler_scorer_gap
 from icegrt_cli.ppo.update import Learner
+
+
+def _frozen(model: torch.nn.Module) -> FrozenModel:
+    model.eval()
+    model.requires_grad_(False)
+    return FrozenModel(model)
+
+
+@dataclass
+class FourModels:
+    """PPO's models. With LoRA the reference is the actor with its adapters off, and (with
+    critic_init=reward_model and peft.share_base) the reward model is the critic with its
+    adapters off: one copy of each base in memory."""
+
+    actor: torch.nn.Module
+    reference: FrozenModel
+    critic: torch.nn.Module
+    reward_model: FrozenModel
+
+    def trainable(self) -> dict[str, list[int]]:
+        """[trainable, total] parameters of actor and critic."""
+        return {
+            "actor": list(trainable_parameters(self.actor)),
+            "critic": list(trainable_parameters(self.critic)),
+        }
+
+    def describe(self) -> str:
+        (a, a_all), (c, c_all) = trainable_parameters(self.actor), trainable_parameters(self.critic)
+        shared = [
+            name
+            for name, frozen in (("reference", self.reference), ("reward model", self.reward_model))
+            if frozen.adapters_off
+        ]
+        note = f"; {' and '.join(shared)} by turning adapters off (no copy)" if shared else ""
+        return f"ppo: actor trains {a:,} of {a_all:,} parameters, critic {c:,} of {c_all:,}{note}"
+
+
+def load_four_models(
+    cfg: DictConfig,
+    policy_path: Path | str,
+    policy_cfg: DictConfig,
+    rm_path: Path | str,
+    rm_cfg: DictConfig,
+    tokenizer: Any,
+    rm_tokenizer: Any,
+) -> FourModels:
+    """Actor and reference from the policy, the frozen reward model, and the critic."""
+    actor = with_adapters(load_causal_lm(policy_path, policy_cfg, tokenizer), cfg.peft)
+    reference = (
+        FrozenModel(actor, adapters_off=True)
+        if is_adapted(actor)
+        else _frozen(load_causal_lm(policy_path, policy_cfg, tokenizer))
+    )
+    from_rm = cfg.ppo.critic_init == "reward_model"
+    critic = with_adapters(
+        load_scalar_model(
+            rm_path if from_rm else policy_path, rm_cfg if from_rm else policy_cfg, tokenizer
+        ),
+        cfg.peft,
+        scalar=True,
+    )
+    reward_model = (
+        FrozenModel(critic, adapters_off=True)
+        if from_rm and is_adapted(critic) and cfg.peft.share_base
+        else _frozen(load_scalar_model(rm_path, rm_cfg, rm_tokenizer))
+    )
+    return FourModels(actor, reference, critic, reward_model)
 
 
 def learner(model: torch.nn.Module, lr: float, cfg: DictConfig, steps: int) -> Learner:

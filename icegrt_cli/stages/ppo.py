@@ -19,20 +19,15 @@ import torch
 from omegaconf import DictConfig
 from rich.table import Table
 
+from icegrt_cli.adapters import ADAPTER_DIR, FrozenModel, merged
 from icegrt_cli.data.loading import require_text
 from icegrt_cli.data.splits import load_splits
 from icegrt_cli.engine import save_run_config, setup_runtime
 from icegrt_cli.engine.driver import Cadence, Saved, StepDriver, StepFigures
 from icegrt_cli.engine.loop import global_batches
-from icegrt_cli.engine.runtime import Runtime
+from icegrt_cli.engine.runtime import Runtime, peak_memory_mb
 from icegrt_cli.errors import ConfigError, DataError
-from icegrt_cli.models import (
-    checkpoint_context_length,
-    load_causal_lm,
-    load_scalar_model,
-    load_tokenizer,
-    materialize,
-)
+from icegrt_cli.models import checkpoint_context_length, load_tokenizer, materialize
 from icegrt_cli.ppo.core import (
     KLController,
     RunningMeanStd,
@@ -55,6 +50,7 @@ from icegrt_cli.ppo.setup import (
     check_critic_tokenizer,
     fitting_prompts,
     learner,
+    load_four_models,
     ptx_source,
     reward_stats,
 )
@@ -64,12 +60,6 @@ from icegrt_cli.stages.common import resolve_model, save_model_folder, write_sum
 
 NEGATIVE_KL_PATIENCE = 5
 """Consecutive steps of negative mean KL before warning: the sampler and scorer disagree."""
-
-
-def _frozen(model: torch.nn.Module) -> torch.nn.Module:
-    model.eval()
-    model.requires_grad_(False)
-    return model
 
 
 def check(cfg: DictConfig) -> None:
@@ -85,6 +75,11 @@ def check(cfg: DictConfig) -> None:
             "kl.estimator=k1 with kl.in_reward=false: as a loss, k1's expected gradient is zero, "
             "so nothing would hold the policy near the reference; use kl.estimator=k2 (the "
             "gradient of KL(pi||pi_ref)) or k3 (of KL(pi_ref||pi)), or kl.in_reward=true"
+        )
+    if cfg.peft.kind != "none" and cfg.peft.dropout > 0:
+        raise ConfigError(
+            f"peft.dropout={cfg.peft.dropout}: PPO needs 0, or the update pass scores tokens "
+            "differently from the rollout pass (the ratio is not 1 at lr 0)"
         )
     _check_ptx_data(cfg)
 
@@ -141,15 +136,12 @@ def run(cfg: DictConfig, out_dir: Path, run_root: Path | None) -> dict[str, Any]
     ptx_generator = torch.Generator().manual_seed(cfg.run.seed + 7919 * rt.rank)
 
     # 3. Four models: actor and frozen reference from the policy, frozen reward model, critic.
-    actor = load_causal_lm(policy_path, policy_cfg, tokenizer)
-    reference = _frozen(load_causal_lm(policy_path, policy_cfg, tokenizer))
-    reward_model = _frozen(load_scalar_model(rm_path, rm_cfg, rm_tokenizer))
-    critic_path = rm_path if cfg.ppo.critic_init == "reward_model" else policy_path
-    critic = load_scalar_model(
-        critic_path, rm_cfg if critic_path == rm_path else policy_cfg, tokenizer
+    models = load_four_models(
+        cfg, policy_path, policy_cfg, rm_path, rm_cfg, tokenizer, rm_tokenizer
     )
-    for model in (reference, reward_model):
-        model.to(rt.device)
+    for frozen in (models.reference, models.reward_model):
+        frozen.model.to(rt.device)
+    rt.print(models.describe())
 
     # 4. Optimisers, KL controller, running statistics; the step driver resumes them.
     # Recorded only now that data and models are good: a failed command leaves an earlier
@@ -163,10 +155,10 @@ def run(cfg: DictConfig, out_dir: Path, run_root: Path | None) -> dict[str, Any]
         records,
         prompt_rows,
         eval_records,
-        learner(actor, cfg.ppo.lr, cfg, cfg.ppo.steps),
-        learner(critic, cfg.ppo.critic_lr, cfg, cfg.ppo.steps),
-        reference,
-        reward_model,
+        learner(models.actor, cfg.ppo.lr, cfg, cfg.ppo.steps),
+        learner(models.critic, cfg.ppo.critic_lr, cfg, cfg.ppo.steps),
+        models.reference,
+        models.reward_model,
         make_kl_controller(cfg.kl.kind, cfg.kl.coef, cfg.kl.target, cfg.kl.horizon),
         reward_stats(rm_path, cfg.reward.normalize),
         torch.Generator().manual_seed(cfg.run.seed),
@@ -191,7 +183,8 @@ def run(cfg: DictConfig, out_dir: Path, run_root: Path | None) -> dict[str, Any]
     )
     driver.resume(job)
     job.prepare()
-    gap = announce_sampling(rt, job.unwrapped_actor, tokenizer, prompt_rows, cfg)
+    with rt.accelerator.autocast():
+        gap = announce_sampling(rt, job.unwrapped_actor, tokenizer, prompt_rows, cfg)
     done = driver.drive(job)
     if done.stopped_early:
         return {"stage": "ppo", "steps": done.steps, "stopped_early": True}
@@ -206,13 +199,16 @@ def run(cfg: DictConfig, out_dir: Path, run_root: Path | None) -> dict[str, Any]
         "sampler_scorer_gap": gap,
         # config.yaml keeps `from_stage`; these are the folders it resolved to.
         "models": {"policy": _where(policy_path), "reward_model": _where(rm_path)},
+        "peft": cfg.peft.kind,
+        "trainable_parameters": models.trainable(),
+        "peak_memory_mb": peak_memory_mb(rt.device),
     }
     if rt.is_main:
         tokenizer.padding_side = "right"
-        save_model_folder(job.unwrapped_actor, tokenizer, out_dir / "model")
-        save_model_folder(
-            rt.accelerator.unwrap_model(job.critic.model), tokenizer, out_dir / "critic"
-        )
+        actor = merged(job.unwrapped_actor, out_dir / ADAPTER_DIR)
+        save_model_folder(actor, tokenizer, out_dir / "model")
+        critic = merged(rt.accelerator.unwrap_model(job.critic.model), out_dir / "critic_adapter")
+        save_model_folder(critic, tokenizer, out_dir / "critic")
         write_summary(out_dir, summary)
         rt.print(_before_after_table(job.before, done.last_eval))
     rt.accelerator.wait_for_everyone()
@@ -232,8 +228,8 @@ class PPOJob:
     eval_records: list[dict[str, Any]]
     actor: Learner
     critic: Learner
-    reference: torch.nn.Module
-    reward_model: torch.nn.Module
+    reference: FrozenModel
+    reward_model: FrozenModel
     kl: KLController
     stats: tuple[float | None, float | None]
     """The reward model's saved mean / std (reward.normalize=stats), else (None, None)."""
@@ -277,10 +273,12 @@ class PPOJob:
         chunk = cfg.rollout.forward_batch_size
         model.eval()
         old_logp, _ = logprobs_in_chunks(model, seq, cfg.rollout.temperature, chunk)
-        ref_logp, _ = logprobs_in_chunks(self.reference, seq, cfg.rollout.temperature, chunk)
+        with self.reference.use() as reference:
+            ref_logp, _ = logprobs_in_chunks(reference, seq, cfg.rollout.temperature, chunk)
         values = values_in_chunks(rt.accelerator.unwrap_model(self.critic.model), seq, chunk)
         rm_rows = reward_rows(seq, self.tokenizer, self.rm_tokenizer, prompts)
-        raw = score_sequences(self.reward_model, rm_rows, self.rm_tokenizer.pad_token_id, chunk)
+        with self.reward_model.use() as reward_model:
+            raw = score_sequences(reward_model, rm_rows, self.rm_tokenizer.pad_token_id, chunk)
         raw = raw.to(rt.device)
         check_finite("reward-model score", raw, step + 1)
 
@@ -373,15 +371,16 @@ class PPOJob:
     def evaluate(self, step: int) -> dict[str, float]:
         if not self.eval_records:
             return {}
-        figures, _ = evaluate_policy(
-            self.unwrapped_actor,
-            self.tokenizer,
-            self.eval_records,
-            self.reward_model,
-            self.rm_tokenizer,
-            self.cfg.rollout,
-            self.cfg.run.seed if self.cfg.train.eval_sampled else None,
-        )
+        with self.reward_model.use() as reward_model:
+            figures, _ = evaluate_policy(
+                self.unwrapped_actor,
+                self.tokenizer,
+                self.eval_records,
+                reward_model,
+                self.rm_tokenizer,
+                self.cfg.rollout,
+                self.cfg.run.seed if self.cfg.train.eval_sampled else None,
+            )
         if step == 0:
             self.before = figures
         return figures

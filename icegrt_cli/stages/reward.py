@@ -24,9 +24,11 @@ import torch
 from omegaconf import DictConfig
 from rich.table import Table
 
+from icegrt_cli.adapters import ADAPTER_DIR, merged, trainable_parameters, with_adapters
 from icegrt_cli.atomic import writing_folder
 from icegrt_cli.data.splits import load_splits
 from icegrt_cli.engine import StepOutput, fit, save_run_config, setup_runtime
+from icegrt_cli.engine.runtime import peak_memory_mb
 from icegrt_cli.errors import ConfigError, DataError
 from icegrt_cli.models import load_scalar_model, load_tokenizer, materialize
 from icegrt_cli.reward.gold_check import demo_gold_agreement
@@ -95,6 +97,8 @@ def run(cfg: DictConfig, out_dir: Path, run_root: Path | None) -> dict[str, Any]
     model = load_scalar_model(init_path, model_cfg, tokenizer)
     if model_cfg.gradient_checkpointing:
         model.gradient_checkpointing_enable()
+    model = with_adapters(model, cfg.peft, scalar=True)
+    trainable, total = trainable_parameters(model)
 
     # 4. Train.
     # Recorded only now that data and models are good: a failed command leaves an earlier
@@ -120,7 +124,9 @@ def run(cfg: DictConfig, out_dir: Path, run_root: Path | None) -> dict[str, Any]
         "stage": "train_rm",
         "reward_model": model_cfg.name_or_path
         or f"preset {model_cfg.hidden_size}x{model_cfg.num_layers}",
-        "parameters": sum(p.numel() for p in model.parameters()),
+        "parameters": total,
+        "peft": cfg.peft.kind,
+        "trainable_parameters": trainable,
         "steps": result.steps,
         "train_loss": result.train_loss,
         "eval_accuracy_start": start_figures.get("accuracy"),
@@ -137,6 +143,7 @@ def run(cfg: DictConfig, out_dir: Path, run_root: Path | None) -> dict[str, Any]
     # 5. Calibrate, check against the gold scorer, save.
     model = rt.accelerator.unwrap_model(model)
     if rt.is_main:
+        model = merged(model, out_dir / ADAPTER_DIR)
         model_dir = out_dir / "model"
         stats = _calibrate(model, train_set, tokenizer.pad_token_id, cfg)
         summary["reward_stats"] = {"mean": stats.mean, "std": stats.std, "count": stats.count}
@@ -155,6 +162,7 @@ def run(cfg: DictConfig, out_dir: Path, run_root: Path | None) -> dict[str, Any]
             stats.save(folder)
             (folder / EVAL_FILE).write_text(json.dumps(held_out, indent=2))
         summary["seconds"] = round(time.perf_counter() - started, 1)
+        summary["peak_memory_mb"] = peak_memory_mb(rt.device)
         write_summary(out_dir, summary)
         rt.print(_summary_table(summary))
         rt.print(f"train-rm: done in {result.steps} steps; reward model in {model_dir}")

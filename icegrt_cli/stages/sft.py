@@ -7,10 +7,12 @@ from typing import Any
 
 from omegaconf import DictConfig
 
+from icegrt_cli.adapters import ADAPTER_DIR, merged, trainable_parameters, with_adapters
 from icegrt_cli.data.collate import LMCollator, pack
 from icegrt_cli.data.formatting import Encoded, check_sft_record, encode_sft
 from icegrt_cli.data.splits import load_splits
 from icegrt_cli.engine import StepOutput, fit, save_run_config, setup_runtime
+from icegrt_cli.engine.runtime import peak_memory_mb
 from icegrt_cli.errors import DataError
 from icegrt_cli.lm import generate_responses, lm_loss_sum
 from icegrt_cli.models import load_causal_lm, load_tokenizer, materialize
@@ -51,7 +53,8 @@ def run(cfg: DictConfig, out_dir: Path, run_root: Path | None) -> dict[str, Any]
 
     # 3. Model: a checkpoint or a preset built and saved, loaded through from_pretrained.
     init_path = materialize(model_cfg, out_dir / "init", cfg.run.seed)
-    model = load_causal_lm(init_path, model_cfg, tokenizer)
+    model = with_adapters(load_causal_lm(init_path, model_cfg, tokenizer), cfg.peft)
+    trainable, total = trainable_parameters(model)
 
     # 4. Train.
     # Recorded only now that data and models are good: a failed command leaves an earlier
@@ -80,6 +83,10 @@ def run(cfg: DictConfig, out_dir: Path, run_root: Path | None) -> dict[str, Any]
         "skipped_too_long": skipped + eval_skipped,
         "train_examples": len(train_records),
         "eval_examples": len(eval_records),
+        "peft": cfg.peft.kind,
+        "trainable_parameters": trainable,
+        "parameters": total,
+        "peak_memory_mb": peak_memory_mb(rt.device),
     }
     if result.stopped_early:
         rt.print(f"sft: stopped after step {result.steps} (train.stop_after); checkpoint kept")
@@ -88,6 +95,7 @@ def run(cfg: DictConfig, out_dir: Path, run_root: Path | None) -> dict[str, Any]
     # 5. Save the final model and show what it learned.
     model = rt.accelerator.unwrap_model(model)
     if rt.is_main:
+        model = merged(model, out_dir / ADAPTER_DIR)
         save_model_folder(model, tokenizer, out_dir / "model")
         _show_samples(rt, model, tokenizer, eval_records[: cfg.sample_prompts])
         write_summary(out_dir, summary)
