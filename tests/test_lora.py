@@ -134,13 +134,21 @@ TINY_PPO = [
 ]
 
 
+@pytest.fixture(scope="module")
+def lora_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A run whose SFT and reward model were trained with LoRA through the CLI."""
+    cwd = tmp_path_factory.mktemp("lora")
+    icegrt("sft", "run.name=lora", "peft=lora", *TINY_SFT, cwd=cwd)
+    icegrt("train-rm", "run.name=lora", "peft=lora", *TINY_RM, cwd=cwd)
+    return cwd
+
+
 @pytest.mark.slow
-def test_lora_pipeline_sft_rm_ppo_and_export(tmp_path: Path) -> None:
+def test_lora_pipeline_sft_rm_ppo_and_export(lora_run: Path) -> None:
     """SFT, reward model and PPO with LoRA through the CLI: each saves a merged plain model
     and its adapter; PPO's reference starts equal to the actor (KL 0 at the first step);
     `icegrt export --merge` rebuilds the PPO model from its adapter."""
-    icegrt("sft", "run.name=lora", "peft=lora", *TINY_SFT, cwd=tmp_path)
-    icegrt("train-rm", "run.name=lora", "peft=lora", *TINY_RM, cwd=tmp_path)
+    tmp_path = lora_run
     proc = icegrt("ppo", "run.name=lora", "peft=lora", *TINY_PPO, cwd=tmp_path)
     said = " ".join(proc.stdout.split())
     assert "reference and reward model by turning adapters off (no copy)" in said
@@ -161,3 +169,28 @@ def test_lora_pipeline_sft_rm_ppo_and_export(tmp_path: Path) -> None:
         assert torch.allclose(
             exported(input_ids=ids).logits, saved(input_ids=ids).logits, atol=1e-5
         )
+
+
+@pytest.mark.slow
+def test_bf16_reference_and_reward_passes_share_the_actors_autocast(lora_run: Path) -> None:
+    """At lr 0 under bf16 autocast the actor and its separate reference copy score alike: KL 0
+    and ratio 1 (before, the frozen models ran outside autocast: KL 7e-4 at step 1)."""
+    runs = lora_run / "runs" / "lora"
+    icegrt(
+        "ppo",
+        "run.name=bf16",
+        "run.precision=bf16",
+        "model@policy=hf",
+        f"policy.name_or_path={runs / 'sft' / 'model'}",
+        "policy.dtype=float32",
+        "model@reward_model=hf",
+        f"reward_model.name_or_path={runs / 'train_rm' / 'model'}",
+        "reward_model.dtype=float32",
+        "ppo.lr=0",
+        "ppo.critic_lr=0",
+        *TINY_PPO,
+        cwd=lora_run,
+    )
+    steps = [r for r in read_metrics(lora_run / "runs/bf16/ppo/metrics.jsonl") if "kl/ref" in r]
+    assert [r["kl/ref"] for r in steps] == [0.0] * len(steps)
+    assert all(r["ppo/ratio"] == 1.0 for r in steps)
