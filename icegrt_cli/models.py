@@ -29,8 +29,10 @@ from transformers import (
 )
 
 from icegrt_cli.atomic import writing_folder
+from icegrt_cli.cache import cache_dir
 from icegrt_cli.config import ModelConfig
 from icegrt_cli.errors import ConfigError
+from icegrt_cli.model_fetch import REGISTRY_MODELS
 
 PAD, EOS, BOS = "<|pad|>", "<|end|>", "<|bos|>"
 ROLE_TOKENS = ("<|system|>", "<|user|>", "<|assistant|>")
@@ -45,11 +47,6 @@ CHAT_TEMPLATE = (
 )
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-
-
-def cache_dir() -> Path:
-    """Where built tokenizers live; `ICEGRT_CACHE` moves it (tests point it at a temp dir)."""
-    return Path(os.environ.get("ICEGRT_CACHE", Path.home() / ".cache" / "icegrt"))
 
 
 def torch_dtype(name: str) -> torch.dtype:
@@ -119,7 +116,9 @@ def check_model_path(name_or_path: str, key: str = "model.name_or_path") -> None
     """A path-like value that does not exist is a typo, not a hub id: say so before any work."""
     looks_local = name_or_path.startswith((".", "/", "~")) or os.sep in name_or_path.strip("/")
     if looks_local and not Path(name_or_path).expanduser().exists():
-        raise ConfigError(f"{key}: no such model folder '{name_or_path}'")
+        name = Path(name_or_path).name
+        hint = f"; bring it with `icegrt model fetch {name}`" if name in REGISTRY_MODELS else ""
+        raise ConfigError(f"{key}: no such model folder '{name_or_path}'{hint}")
 
 
 def load_tokenizer(cfg: ModelConfig) -> PreTrainedTokenizerBase:

