@@ -44,14 +44,14 @@ case $SIZE in
       train.eval_size=4 train.eval_every=1 train.save_every=0 ppo.ptx_batch_size=2)
     EVAL=(limit=8 task.ad_moderation.limit=8 max_new_tokens=32)
     ;;
-  cpu)  # measured on 2 CPU cores: see README.md beside this script
+  cpu)  # sized for about an hour on 2 CPU cores: see README.md beside this script
     SFT=(train.max_steps=60 train.batch_size=8 train.eval_every=30 train.eval_batches=4
       train.save_every=30 sample_prompts=2)
     RM=(train.max_steps=40 train.batch_size=8 train.eval_every=0 train.eval_batches=4
       calibration_size=64)
-    PPO=(ppo.steps=24 rollout.batch_size=16 ppo.minibatch_size=8 rollout.max_new_tokens=128
-      train.eval_size=32 train.eval_every=12 train.save_every=12 ppo.ptx_batch_size=4)
-    EVAL=(limit=150 subsample=true task.ad_moderation.limit=100 max_new_tokens=160)
+    PPO=(ppo.steps=16 rollout.batch_size=8 ppo.minibatch_size=8 rollout.max_new_tokens=128
+      train.eval_size=16 train.eval_every=8 train.save_every=8 ppo.ptx_batch_size=4)
+    EVAL=(limit=100 subsample=true task.ad_moderation.limit=60 max_new_tokens=128)
     ;;
   gpu)
     COMMON+=(run.precision=bf16)
@@ -63,11 +63,20 @@ case $SIZE in
     ;;
 esac
 
-$ICEGRT sft "${COMMON[@]}" model=smollm2 optim.lr=3e-4 "${SFT[@]}"
-$ICEGRT train-rm "${COMMON[@]}" optim.lr=3e-4 "${RM[@]}"
-$ICEGRT ppo "${COMMON[@]}" "${PPO[@]}"
+# A stage whose folder holds summary.json is finished: a rerun of this script skips it.
+stage() {
+  local dir=$1; shift
+  if [[ -f $ROOT/$RUN/$dir/summary.json ]]; then
+    echo "$dir: already finished in $ROOT/$RUN/$dir; skipped"
+  else
+    $ICEGRT "$@"
+  fi
+}
+stage sft sft "${COMMON[@]}" model=smollm2 optim.lr=1e-3 "${SFT[@]}"
+stage train_rm train-rm "${COMMON[@]}" optim.lr=5e-4 "${RM[@]}"
+stage ppo ppo "${COMMON[@]}" "${PPO[@]}"
 TASKS="[ad_moderation,$(IFS=,; echo "${GENERAL[*]}")]"
-$ICEGRT eval run.root="$ROOT" run.name=$RUN "tasks=$TASKS" \
+stage eval eval run.root="$ROOT" run.name=$RUN "tasks=$TASKS" \
   "model.paths=[$BASE,$ROOT/$RUN/sft/model,$ROOT/$RUN/ppo/model]" "${EVAL[@]}"
 $ICEGRT report "$ROOT/$RUN"
 echo "smollm2 example ($SIZE): $(((SECONDS - start) / 60)) min after the fetches"
