@@ -21,7 +21,7 @@ from icegrt_cli.report.discover import find_runs, run_id
 from icegrt_cli.report.factors import factor_groups, flatten, run_labels
 from icegrt_cli.report.finals import model_scores
 from icegrt_cli.report.plots import pareto_front
-from tests.cli_helpers import TINY_MODEL, icegrt
+from tests.cli_helpers import TINY_MODEL, icegrt, only_sweep
 
 REPO = Path(__file__).resolve().parent.parent
 SCRIPT = REPO / "examples" / "factor_study" / "run.sh"
@@ -346,6 +346,15 @@ def test_runs_are_found_at_any_depth_in_natural_order(tmp_path: Path) -> None:
     assert run_id(sweep / "2", tmp_path / "runs" / "x") == "2"
 
 
+def test_two_sweeps_under_one_name_are_told_apart_by_their_dates(tmp_path: Path) -> None:
+    sweeps = tmp_path / "runs" / "x" / "multirun" / "ppo"
+    for stamp in ("2026-01-01_10-00-00", "2026-01-02_09-30-00"):
+        _write_stage(sweeps / stamp / "0", {"stage": "ppo", "run": _run("x")}, [])
+    ids = [run.id for run in find_runs(tmp_path / "runs" / "x")]
+    assert ids == ["2026-01-01_10-00-00/0", "2026-01-02_09-30-00/0"]
+    assert [run.id for run in find_runs(sweeps / "2026-01-02_09-30-00")] == ["0"]
+
+
 def test_a_bad_metrics_line_is_named_by_file_and_line(sweep: Path) -> None:
     metrics = sweep / "multirun" / "pipeline" / "1" / "ppo" / "metrics.jsonl"
     metrics.write_text(metrics.read_text().replace("\n", "\n{oops\n", 1))
@@ -520,7 +529,7 @@ def test_a_joblib_sweep_reusing_a_base_run_reports_both_jobs(tmp_path: Path) -> 
         *TINY_PIPELINE,
         cwd=tmp_path,
     )
-    jobs = tmp_path / "runs" / "sweep" / "multirun" / "pipeline"
+    jobs = only_sweep(tmp_path / "runs" / "sweep" / "multirun" / "pipeline")
     for job in ("0", "1"):
         assert (jobs / job / "sft").is_symlink() and (jobs / job / "train_rm").is_symlink()
         assert (jobs / job / "eval" / "results.json").is_file()

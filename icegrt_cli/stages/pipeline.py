@@ -18,6 +18,7 @@ from icegrt_cli.engine.checkpoint import Checkpointer
 from icegrt_cli.errors import ConfigError
 from icegrt_cli.stages.common import SUMMARY, is_complete, write_summary
 from icegrt_cli.stages.registry import PIPELINE_ORDER, STAGES
+from icegrt_cli.stages.rerun import check_resume, setting_changes, settings_of
 
 
 def stage_config(cfg: DictConfig, name: str, run_dir: Path) -> DictConfig:
@@ -30,6 +31,33 @@ def stage_config(cfg: DictConfig, name: str, run_dir: Path) -> DictConfig:
     if name == "eval":
         overrides.update(_eval_models(cfg.eval, run_dir))
     return OmegaConf.merge(cfg[name], overrides)
+
+
+def check_stages(cfg: DictConfig, run_dir: Path) -> list[str]:
+    """Refuse, before any stage runs, a finished stage that would be skipped although its
+    settings differ from this command's (unless it is in `force`, which reruns it), and a
+    resume that `check_resume` refuses; with `run.force=true` return the problems instead."""
+    problems = []
+    for name in cfg.stages:
+        stage_dir = run_dir / name
+        if stage_dir.is_symlink() or name not in PIPELINE_ORDER:
+            continue  # a stage reused from another run ran with that run's settings
+        now = stage_config(cfg, name, run_dir)
+        if not is_complete(stage_dir) or name in cfg.force:
+            problems += check_resume(now, stage_dir)
+            continue
+        saved = stage_dir / "config.yaml"
+        changes = setting_changes(OmegaConf.to_container(OmegaConf.load(saved)), settings_of(now))
+        if changes:
+            problems.append(
+                f"{name} already finished in {stage_dir} with other settings: {', '.join(changes)}"
+            )
+    if problems and not cfg.run.force:
+        raise ConfigError(
+            f"{'; '.join(problems)} (force=[STAGE] reruns a finished stage; run.force=true "
+            "keeps it as it is)"
+        )
+    return problems
 
 
 def _eval_models(eval_cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
@@ -69,6 +97,8 @@ def run(cfg: DictConfig, out_dir: Path, run_root: Path | None) -> dict[str, Any]
     reuse = Path(cfg.reuse_from) if cfg.reuse_from else None
     if reuse is not None and not reuse.is_dir():
         raise ConfigError(f"reuse_from: no run folder '{reuse}'")
+    for problem in check_stages(cfg, out_dir):
+        console.print(f"[yellow]run.force=true: going ahead although {problem}[/yellow]")
     modules = {name: importlib.import_module(STAGES[name].module) for name in cfg.stages}
     for name, module in modules.items():  # a late stage's bad setting must not cost the early ones
         if hasattr(module, "check"):

@@ -57,6 +57,7 @@ from icegrt_cli.ppo.setup import (
 from icegrt_cli.ppo.update import Learner, PtxLoss, ppo_update
 from icegrt_cli.reward.scoring import score_sequences
 from icegrt_cli.stages.common import resolve_model, save_model_folder, write_summary
+from icegrt_cli.stages.rerun import settings_of
 
 NEGATIVE_KL_PATIENCE = 5
 """Consecutive steps of negative mean KL before warning: the sampler and scorer disagree."""
@@ -180,6 +181,7 @@ def run(cfg: DictConfig, out_dir: Path, run_root: Path | None) -> dict[str, Any]
             cfg.train.keep_last,
             cfg.train.stop_after,
         ),
+        settings_of(cfg),
     )
     driver.resume(job)
     job.prepare()

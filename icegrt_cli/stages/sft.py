@@ -17,6 +17,7 @@ from icegrt_cli.errors import DataError
 from icegrt_cli.lm import generate_responses, lm_loss_sum
 from icegrt_cli.models import load_causal_lm, load_tokenizer, materialize
 from icegrt_cli.stages.common import resolve_model, save_model_folder, write_summary
+from icegrt_cli.stages.rerun import settings_of
 
 
 def lm_step(model: Any, batch: dict[str, Any]) -> StepOutput:
@@ -73,6 +74,7 @@ def run(cfg: DictConfig, out_dir: Path, run_root: Path | None) -> dict[str, Any]
         out_dir=out_dir,
         eval_set=eval_set,
         title="sft",
+        settings=settings_of(cfg),
     )
     summary = {
         "stage": "sft",
