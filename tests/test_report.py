@@ -346,6 +346,16 @@ def test_runs_are_found_at_any_depth_in_natural_order(tmp_path: Path) -> None:
     assert run_id(sweep / "2", tmp_path / "runs" / "x") == "2"
 
 
+def test_a_lone_stage_sweep_names_its_factors_as_typed(tmp_path: Path) -> None:
+    sweep = tmp_path / "runs" / "x" / "multirun" / "ppo" / "2026-01-01_10-00-00"
+    for job, coef in (("0", 0.01), ("1", 0.2)):
+        config = {"stage": "ppo", "run": _run("x"), "kl": {"coef": coef}}
+        _write_stage(sweep / job, config, [])
+    report = make_report(sweep)
+    assert list(report.factors) == ["kl.coef"]
+    assert "kl.coef=0.2" in report.markdown.read_text()
+
+
 def test_two_sweeps_under_one_name_are_told_apart_by_their_dates(tmp_path: Path) -> None:
     sweeps = tmp_path / "runs" / "x" / "multirun" / "ppo"
     for stamp in ("2026-01-01_10-00-00", "2026-01-02_09-30-00"):

@@ -66,6 +66,21 @@ def settings(run: Run) -> dict[str, str]:
     return found
 
 
+def as_typed(runs: list[Run], per_run: list[dict[str, str]]) -> list[dict[str, str]]:
+    """Keys as the user typed them: a sweep of one stage alone (`icegrt ppo -m kl.coef=...`)
+    names `kl.coef`, not `ppo.kl.coef`; pipeline runs keep the stage (`ppo.kl.coef`)."""
+    lone = {
+        name
+        for run in runs
+        for name, stage in run.stages.items()
+        if len(run.stages) == 1 and stage.path == run.path
+    }
+    if len(lone) != 1 or any(len(run.stages) != 1 or run.stages.keys() != lone for run in runs):
+        return per_run
+    prefix = f"{next(iter(lone))}."
+    return [{key.removeprefix(prefix): value for key, value in found.items()} for found in per_run]
+
+
 def differing_keys(per_run: list[dict[str, str]]) -> list[str]:
     """Keys with more than one value among the runs that have them, in first-seen order."""
     values: dict[str, set[str]] = {}

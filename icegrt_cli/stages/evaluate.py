@@ -7,6 +7,7 @@ general benchmarks, one column per checkpoint with its delta to the first.
 
 from __future__ import annotations
 
+import time
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -72,6 +73,7 @@ def _task_config(cfg: EvalConfig, name: str) -> TaskConfig:
 
 
 def run(cfg: EvalConfig, out_dir: Path, run_root: Path | None) -> dict[str, Any]:
+    started = time.perf_counter()
     # 1. Runtime.
     rt = setup_runtime(cfg.run)
 
@@ -168,6 +170,7 @@ def run(cfg: EvalConfig, out_dir: Path, run_root: Path | None) -> dict[str, Any]
                 name: {label: s["values"] for label, s in per.items()}
                 for name, per in scores.items()
             },
+            "seconds": round(time.perf_counter() - started, 1),
         },
     )
     return results

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -90,6 +91,7 @@ def _link_finished(source: Path, run_dir: Path, name: str) -> bool:
 def run(cfg: DictConfig, out_dir: Path, run_root: Path | None) -> dict[str, Any]:
     from rich.console import Console
 
+    started = time.perf_counter()
     console = Console(highlight=False)
     unknown = [s for s in cfg.stages if s not in PIPELINE_ORDER]
     if unknown:
@@ -122,5 +124,6 @@ def run(cfg: DictConfig, out_dir: Path, run_root: Path | None) -> dict[str, Any]
         if summaries[name].get("stopped_early"):
             console.print(f"pipeline: {name} stopped early; rerun with run.resume=latest")
             return summaries
-    write_summary(out_dir, {"stage": "pipeline", "stages": list(cfg.stages)})
+    seconds = round(time.perf_counter() - started, 1)
+    write_summary(out_dir, {"stage": "pipeline", "stages": list(cfg.stages), "seconds": seconds})
     return summaries

@@ -101,6 +101,7 @@ def _check_ptx_data(cfg: DictConfig) -> None:
 
 
 def run(cfg: DictConfig, out_dir: Path, run_root: Path | None) -> dict[str, Any]:
+    started = time.perf_counter()
     # 1. Runtime, tokenizers.
     check(cfg)
     rt = setup_runtime(cfg.run)
@@ -211,6 +212,7 @@ def run(cfg: DictConfig, out_dir: Path, run_root: Path | None) -> dict[str, Any]
         save_model_folder(actor, tokenizer, out_dir / "model")
         critic = merged(rt.accelerator.unwrap_model(job.critic.model), out_dir / "critic_adapter")
         save_model_folder(critic, tokenizer, out_dir / "critic")
+        summary["seconds"] = round(time.perf_counter() - started, 1)
         write_summary(out_dir, summary)
         rt.print(_before_after_table(job.before, done.last_eval))
     rt.accelerator.wait_for_everyone()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,7 @@ def encode_all(
 
 
 def run(cfg: DictConfig, out_dir: Path, run_root: Path | None) -> dict[str, Any]:
+    started = time.perf_counter()
     # 1. Runtime, tokenizer.
     rt = setup_runtime(cfg.run)
     model_cfg = resolve_model(cfg.model, run_root, "model")
@@ -100,6 +102,7 @@ def run(cfg: DictConfig, out_dir: Path, run_root: Path | None) -> dict[str, Any]
         model = merged(model, out_dir / ADAPTER_DIR)
         save_model_folder(model, tokenizer, out_dir / "model")
         _show_samples(rt, model, tokenizer, eval_records[: cfg.sample_prompts])
+        summary["seconds"] = round(time.perf_counter() - started, 1)
         write_summary(out_dir, summary)
     rt.print(
         f"sft: done in {result.steps} steps; held-out loss {_fmt(summary['eval_loss_start'])}"
