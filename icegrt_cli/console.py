@@ -10,3 +10,10 @@ def print_error(message: object) -> None:
     Console(stderr=True, soft_wrap=True, highlight=False).print(
         f"[bold red]error:[/bold red] {message}"
     )
+
+
+def print_warning(message: object) -> None:
+    """One unwrapped `warning: ...` line on stderr: the command goes on."""
+    Console(stderr=True, soft_wrap=True, highlight=False).print(
+        f"[bold yellow]warning:[/bold yellow] {message}"
+    )

@@ -19,7 +19,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from icegrt_cli.console import print_error
+from icegrt_cli.console import print_error, print_warning
 from icegrt_cli.engine.lock import run_lock
 from icegrt_cli.errors import ConfigError, IcegrtError
 from icegrt_cli.schema import check_choices, settings_help
@@ -320,7 +320,7 @@ def run_stage(stage: str, cfg: DictConfig) -> dict:
     with run_lock(out_dir if alone else run_root):
         if stage != "pipeline":  # the pipeline checks each of its stages
             for problem in check_resume(cfg, out_dir):
-                print_error(f"run.force=true: going ahead although {problem}")
+                print_warning(f"run.force=true: going ahead although {problem}")
         return module.run(cfg, out_dir, run_root)
 
 

@@ -121,7 +121,7 @@ def run_id(folder: Path, root: Path, stamps: bool = False) -> str:
     return "/".join(parts) or folder.resolve().name
 
 
-def _load_run(folder: Path, name: str) -> Run:
+def _load_run(folder: Path, run_name: str) -> Run:
     name = _stage_name(folder)
     if name is not None:
         choices = _choices(folder, prefix=f"{name}.")
@@ -132,7 +132,7 @@ def _load_run(folder: Path, name: str) -> Run:
             name: _load_stage(path, name, _stage_choices(choices, name), path.is_symlink())
             for name, path in _pipeline_stages(folder).items()
         }
-    return Run(name, folder, stages)
+    return Run(run_name, folder, stages)
 
 
 def _stage_choices(choices: dict[str, str], stage: str) -> dict[str, str]:

@@ -15,6 +15,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from icegrt_cli.console import print_warning
 from icegrt_cli.engine.checkpoint import Checkpointer
 from icegrt_cli.errors import ConfigError
 from icegrt_cli.stages.common import SUMMARY, is_complete, write_summary
@@ -100,7 +101,7 @@ def run(cfg: DictConfig, out_dir: Path, run_root: Path | None) -> dict[str, Any]
     if reuse is not None and not reuse.is_dir():
         raise ConfigError(f"reuse_from: no run folder '{reuse}'")
     for problem in check_stages(cfg, out_dir):
-        console.print(f"[yellow]run.force=true: going ahead although {problem}[/yellow]")
+        print_warning(f"run.force=true: going ahead although {problem}")
     modules = {name: importlib.import_module(STAGES[name].module) for name in cfg.stages}
     for name, module in modules.items():  # a late stage's bad setting must not cost the early ones
         if hasattr(module, "check"):
