@@ -576,3 +576,71 @@ def test_general_averages_real_tasks_only_else_says_it_is_a_fixture_average() ->
     }
     scores = model_scores(fixtures, "m")
     assert scores["general"] is None and scores["general (fixture)"] == 0.75
+
+
+def _two_model_results() -> dict[str, Any]:
+    def task(metric: str, sft: float, ppo: float, diff: float, se: float, **marks: Any) -> dict:
+        return {
+            "metrics": [metric],
+            **marks,
+            "scores": {
+                "sft": {"values": {metric: sft}, "stderr": {metric: 0.02}},
+                "ppo": {"values": {metric: ppo}, "stderr": {metric: 0.02}},
+            },
+            "paired": {"ppo": {metric: {"mean": diff, "stderr": se, "n": 300}}},
+        }
+
+    return {
+        "models": {"sft": "runs/demo/sft/model", "ppo": "runs/demo/ppo/model"},
+        "tasks": {
+            "ad_moderation_valid": task("gold", 0.837, 0.867, 0.030, 0.005),
+            "ad_moderation_valid_sampled": task("gold", 0.669, 0.774, 0.105, 0.017),
+            "ad_moderation": task("gold", 0.617, 0.638, 0.021, 0.009),
+            "general_demo": task("acc", 0.50, 0.52, 0.02, 0.03, fixture=False),
+            "arc_easy": task("acc", 0.40, 0.60, 0.20, 0.04, fixture=False),
+            "boolq": task("acc", 0.1, 0.9, 0.8, 0.1, fixture=True),  # left out: a fixture
+        },
+    }
+
+
+def test_the_final_table_pairs_sft_and_ppo_and_fits_80_columns() -> None:
+    from io import StringIO
+
+    from rich.console import Console
+
+    from icegrt_cli.report.finals import paired_rows
+    from icegrt_cli.report.tables import final_table
+
+    rows = paired_rows(_two_model_results())
+    assert [row.name for row in rows] == [
+        "unseen ads, greedy",
+        "unseen ads, sampled",
+        "new wording (test)",
+        "general",
+    ]
+    general = rows[-1]
+    assert general.first == pytest.approx(0.45) and general.last == pytest.approx(0.56)
+    # mean of the two tasks' differences; se sqrt(0.03^2 + 0.04^2) / 2 = 0.025
+    assert general.difference == pytest.approx(0.11) and general.stderr == pytest.approx(0.025)
+
+    out = StringIO()
+    Console(file=out, width=80, force_terminal=False).print(final_table(_two_model_results()))
+    text = out.getvalue()
+    assert max(len(line) for line in text.splitlines()) <= 80
+    for row in rows:
+        assert row.name in text
+    assert "+0.030 ± 0.005" in text and "PPO − SFT" in text and "arc_easy" in text
+
+
+def test_paired_differences_of_the_eval_stage_pair_items_in_order() -> None:
+    from icegrt_cli.stages.evaluate import paired_differences
+
+    def answers(*golds: float) -> list[dict[str, Any]]:
+        return [{"id": str(i), "metrics": {"gold": g}} for i, g in enumerate(golds)]
+
+    found = paired_differences(
+        {"sft": answers(0.0, 0.0, 1.0, 0.0), "ppo": answers(1.0, 0.0, 1.0, 1.0)},
+        ["gold", "reward"],
+        ["sft", "ppo"],
+    )
+    assert found == {"ppo": {"gold": {"mean": 0.5, "stderr": pytest.approx(0.2886751), "n": 4}}}

@@ -125,6 +125,13 @@ def run(cfg: DictConfig, out_dir: Path, run_root: Path | None) -> dict[str, Any]
         if summaries[name].get("stopped_early"):
             console.print(f"pipeline: {name} stopped early; rerun with run.resume=latest")
             return summaries
+    results = out_dir / "eval" / "results.json"
+    if "eval" in cfg.stages and results.is_file():
+        from icegrt_cli.report.tables import final_table
+
+        table = final_table(json.loads(results.read_text()))
+        if table is not None:
+            console.print(table)
     seconds = round(time.perf_counter() - started, 1)
     write_summary(out_dir, {"stage": "pipeline", "stages": list(cfg.stages), "seconds": seconds})
     return summaries
