@@ -46,10 +46,12 @@ def check_stages(cfg: DictConfig, run_dir: Path) -> list[str]:
             continue  # a stage reused from another run ran with that run's settings
         now = stage_config(cfg, name, run_dir)
         if not is_complete(stage_dir) or name in cfg.force:
-            problems += check_resume(now, stage_dir)
+            problems += check_resume(now, stage_dir, f"{name}.")
             continue
         saved = stage_dir / "config.yaml"
-        changes = setting_changes(OmegaConf.to_container(OmegaConf.load(saved)), settings_of(now))
+        changes = setting_changes(
+            OmegaConf.to_container(OmegaConf.load(saved)), settings_of(now), f"{name}."
+        )
         if changes:
             problems.append(
                 f"{name} already finished in {stage_dir} with other settings: {', '.join(changes)}"

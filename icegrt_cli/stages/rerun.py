@@ -73,8 +73,9 @@ def settings_of(cfg: DictConfig) -> dict[str, Any]:
     return OmegaConf.to_container(cfg, resolve=True)
 
 
-def setting_changes(saved: dict[str, Any], now: dict[str, Any]) -> list[str]:
-    """`key: old → new` for each setting that differs, launch and cadence keys left out."""
+def setting_changes(saved: dict[str, Any], now: dict[str, Any], prefix: str = "") -> list[str]:
+    """`key: old → new` for each setting that differs, launch and cadence keys left out; keys
+    are shown after `prefix` (a pipeline's `ppo.`), as the user types them."""
     old, new = flatten(saved), flatten(now)
     absent = "(absent)"
     changes = []
@@ -82,11 +83,11 @@ def setting_changes(saved: dict[str, Any], now: dict[str, Any]) -> list[str]:
         if key in FREE_ON_RESUME or old.get(key, absent) == new.get(key, absent):
             continue
         shown = [value_text(side[key]) if key in side else absent for side in (old, new)]
-        changes.append(f"{key}: {shown[0]} → {shown[1]}")
+        changes.append(f"{prefix}{key}: {shown[0]} → {shown[1]}")
     return changes
 
 
-def check_resume(cfg: DictConfig, out_dir: Path) -> list[str]:
+def check_resume(cfg: DictConfig, out_dir: Path, prefix: str = "") -> list[str]:
     """Raise ConfigError when `cfg.run.resume` would continue a finished stage or a checkpoint
     made with other settings, unless `run.force`; return the differences found (printed by the
     caller when forced)."""
@@ -99,7 +100,7 @@ def check_resume(cfg: DictConfig, out_dir: Path) -> list[str]:
     if (out_dir / "summary.json").exists():
         problems.append(f"{out_dir} already finished (summary.json), nothing to resume")
     saved = checkpoint_settings(checkpoint)
-    changes = [] if saved is None else setting_changes(saved, settings_of(cfg))
+    changes = [] if saved is None else setting_changes(saved, settings_of(cfg), prefix)
     if changes:
         problems.append(f"settings differ from {checkpoint}'s: {', '.join(changes)}")
     if problems and not cfg.run.get("force"):
