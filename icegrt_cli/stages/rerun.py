@@ -91,7 +91,7 @@ def check_resume(cfg: DictConfig, out_dir: Path, prefix: str = "") -> list[str]:
     """Raise ConfigError when `cfg.run.resume` would continue a finished stage or a checkpoint
     made with other settings, unless `run.force`; return the differences found (printed by the
     caller when forced)."""
-    if not cfg.run.get("resume"):
+    if not cfg.run.get("resume") or cfg.get("stage") == "eval":  # eval keeps no checkpoints
         return []
     from icegrt_cli.engine.checkpoint import Checkpointer, checkpoint_settings
 
