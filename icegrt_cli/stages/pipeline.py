@@ -49,6 +49,8 @@ def check_stages(cfg: DictConfig, run_dir: Path) -> list[str]:
             problems += check_resume(now, stage_dir, f"{name}.")
             continue
         saved = stage_dir / "config.yaml"
+        if not saved.is_file():
+            continue
         changes = setting_changes(
             OmegaConf.to_container(OmegaConf.load(saved)), settings_of(now), f"{name}."
         )
