@@ -27,7 +27,8 @@ LAUNCH_KEYS = frozenset(
     f"run.{key}"
     for key in ("name", "root", "resume", "progress", "force", "tensorboard", "num_threads")
 )
-"""`run.*` keys that change where or how a run is launched, not what it computes."""
+"""`run.*` keys that change where or how a run is launched, not what it computes (a report
+leaves them out of the factors that tell runs apart, too)."""
 
 FREE_ON_RESUME = LAUNCH_KEYS | frozenset(
     {
