@@ -251,7 +251,8 @@ def check_reruns(stage: str, config_name: str, args: list[str]) -> None:
                 overrides=overrides + extra,
                 return_hydra_config=True,
             )
-        out_dir = Path(cfg.hydra.run.dir)
+        # absolute, as Hydra's output_dir: stages record paths inside the run folder with it
+        out_dir = Path(cfg.hydra.run.dir).absolute()
     except Exception as err:  # as in validate: one line
         raise ConfigError(explain(err)) from None
     cfg = OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"])
