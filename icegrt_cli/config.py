@@ -30,7 +30,12 @@ class RunConfig:
     seed: int = 0
     """Seeds model init, data order, sampling and dropout-free training alike."""
     resume: str | None = None
-    """`latest` (newest checkpoint in this run's folder) or a `checkpoints/step-N` path."""
+    """`latest` (newest checkpoint in this run's folder) or a `checkpoints/step-N` path.
+    Refused when the stage already finished or a setting differs from the checkpoint's
+    (save / stop / log cadence and launch settings may change); see `force`."""
+    force: bool = False
+    """Resume even a finished stage, or from a checkpoint made with other settings; the
+    differing keys are printed. Without it both are refused in one line naming the keys."""
     precision: str = one_of("fp32", "bf16", "fp16")
     """fp32 | bf16 | fp16 (autocast through Accelerate)."""
     cpu: bool = False

@@ -19,11 +19,12 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from icegrt_cli.console import print_error
+from icegrt_cli.console import print_error, print_warning
 from icegrt_cli.engine.lock import run_lock
 from icegrt_cli.errors import ConfigError, IcegrtError
 from icegrt_cli.schema import check_choices, settings_help
 from icegrt_cli.stages.registry import PIPELINE_ORDER, STAGES, register_configs
+from icegrt_cli.stages.rerun import check_resume
 
 # Hydra flags that take a value, and flags that ask Hydra for information instead of a run.
 VALUE_FLAGS = {
@@ -81,7 +82,9 @@ def _run_dir(root: str, name: str | None, stage: str, stamp: str) -> str:
 
 
 def _sweep_dir(root: str, name: str | None, stage: str, stamp: str) -> str:
-    return f"{root}/{name}/multirun/{stage}" if name else f"{root}/multirun/{stage}/{stamp}"
+    """Every sweep its own dated folder, its jobs numbered below it: a second sweep under the
+    same run.name never lands in (or mixes its jobs with) the first one's `0/`, `1/`, ..."""
+    return f"{root}/{name}/multirun/{stage}/{stamp}" if name else f"{root}/multirun/{stage}/{stamp}"
 
 
 def register_resolvers() -> None:
@@ -233,6 +236,34 @@ def validate(stage: str, config_name: str, args: list[str]) -> None:
         raise ConfigError(explain(err)) from None
 
 
+def check_reruns(stage: str, config_name: str, args: list[str]) -> None:
+    """Refuse a dishonest resume (`icegrt_cli.stages.rerun`) before Hydra writes `.hydra/`
+    into the run folder. Sweeps are checked job by job in `run_stage`."""
+    overrides, flags, info = _split_args(args)
+    if info or "-m" in args or "--multirun" in args:
+        return
+    user_dir = flags.get("--config-dir") or flags.get("-cd")
+    extra = [f"hydra.searchpath=[file://{Path(user_dir).resolve()}]"] if user_dir else []
+    try:
+        with initialize_config_dir(str(conf_dir()), version_base="1.3", job_name=stage):
+            cfg = compose(
+                config_name=flags.get("--config-name") or flags.get("-cn") or config_name,
+                overrides=overrides + extra,
+                return_hydra_config=True,
+            )
+        # absolute, as Hydra's output_dir: stages record paths inside the run folder with it
+        out_dir = Path(cfg.hydra.run.dir).absolute()
+    except Exception as err:  # as in validate: one line
+        raise ConfigError(explain(err)) from None
+    cfg = OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"])
+    if stage == "pipeline":
+        from icegrt_cli.stages.pipeline import check_stages
+
+        check_stages(cfg, out_dir)
+    elif cfg.run.name or cfg.run.resume != "latest":  # a dated folder has nothing to resume
+        check_resume(cfg, out_dir)
+
+
 def stage_help(stage: str, config_name: str, args: list[str]) -> str:
     """`icegrt STAGE --help`: the config groups with their options and current choice, every
     setting with its value (after the given overrides) and docstring, and examples."""
@@ -288,6 +319,9 @@ def run_stage(stage: str, cfg: DictConfig) -> dict:
     # jobs of a sweep, each in its own folder, only lock that folder.
     alone = hydra.mode == RunMode.MULTIRUN or run_root is None
     with run_lock(out_dir if alone else run_root):
+        if stage != "pipeline":  # the pipeline checks each of its stages
+            for problem in check_resume(cfg, out_dir):
+                print_warning(f"run.force=true: going ahead although {problem}")
         return module.run(cfg, out_dir, run_root)
 
 
@@ -304,6 +338,7 @@ def launch(stage: str, args: list[str], config_name: str | None = None) -> None:
         return
     check_one_mode(args)
     validate(stage, config_name, args)
+    check_reruns(stage, config_name, args)
 
     def task(cfg: DictConfig) -> None:
         try:

@@ -50,3 +50,14 @@ def icegrt(
             f"{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
         )
     return proc
+
+
+def sweeps(folder: Path) -> list[Path]:
+    """The sweeps under `runs/NAME/multirun/<stage>`, oldest first: each has its own dated
+    folder, its jobs numbered below it."""
+    return sorted(p for p in folder.iterdir() if p.is_dir())
+
+
+def only_sweep(folder: Path) -> Path:
+    (found,) = sweeps(folder)
+    return found

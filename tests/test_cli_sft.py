@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -13,7 +14,7 @@ from omegaconf import OmegaConf
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from icegrt_cli.engine.metrics import read_metrics
-from tests.cli_helpers import TINY_SFT, icegrt
+from tests.cli_helpers import TINY_SFT, icegrt, sweeps
 
 pytestmark = pytest.mark.slow
 
@@ -55,19 +56,19 @@ def test_resume_after_a_stop_ends_like_an_uninterrupted_run(sft_run: Path, tmp_p
     assert resumed["eval_loss"] == pytest.approx(full["eval_loss"], rel=1e-6)
 
 
-def test_multirun_writes_one_folder_per_job(tmp_path: Path) -> None:
-    proc = icegrt(
-        "sft",
-        "-m",
-        "optim.lr=1e-3,3e-3",
-        *TINY_SFT,
-        "train.max_steps=2",
-        "run.name=sweep",
-        cwd=tmp_path,
-    )
-    sweep = tmp_path / "runs" / "sweep" / "multirun" / "sft"
-    lrs = sorted(OmegaConf.load(sweep / str(i) / "config.yaml").optim.lr for i in (0, 1))
-    assert lrs == [1e-3, 3e-3], proc.stdout
+def test_multirun_writes_one_folder_per_job_and_per_sweep(tmp_path: Path) -> None:
+    def sweep(*values: str) -> None:
+        args = ("-m", f"optim.lr={','.join(values)}", *TINY_SFT, "train.max_steps=1")
+        icegrt("sft", *args, "train.eval_every=0", "run.name=sweep", cwd=tmp_path)
+
+    sweep("1e-3", "3e-3")
+    time.sleep(1.1)  # a sweep's folder is named by the second it started
+    sweep("5e-3")
+    first, second = sweeps(tmp_path / "runs" / "sweep" / "multirun" / "sft")
+    lrs = sorted(OmegaConf.load(first / str(i) / "config.yaml").optim.lr for i in (0, 1))
+    assert lrs == [1e-3, 3e-3]
+    assert OmegaConf.load(second / "0" / "config.yaml").optim.lr == 5e-3
+    assert not (second / "1").exists()
 
 
 def test_cfg_job_prints_the_config_and_runs_nothing(tmp_path: Path) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+import shlex
 from pathlib import Path
 
 import pytest
@@ -17,6 +19,7 @@ from icegrt_cli.launch import (
     group_slots,
     name_groups,
     register_resolvers,
+    stage_help,
     validate,
 )
 from icegrt_cli.stages.registry import STAGES, register_configs
@@ -119,3 +122,20 @@ def test_a_data_group_replaces_the_stage_default(stage: str) -> None:
         cfg = compose(config_name=stage, overrides=overrides)
     assert [s.kind for s in cfg.data.sources] == ["file"]
     assert cfg.data.sources[0].path == "x.jsonl"
+
+
+@pytest.mark.parametrize("stage", sorted(STAGES))
+def test_every_help_example_composes(stage: str) -> None:
+    """Each command under `examples:` in `icegrt STAGE --help` is a valid command line."""
+    help_text = stage_help(stage, stage, [])
+    lines = help_text.split("\nexamples:\n", 1)[1].splitlines()
+    assert len(lines) >= 2
+    for line in lines:
+        command = shlex.split(re.split(r"\s{2,}", line.strip())[0])
+        assert command[:2] == ["icegrt", STAGES[stage].verb], line
+        args = flags_first(name_groups(stage, command[2:]))
+        check_one_mode(args)
+        for flag in ("--cfg", "job"):  # what --cfg prints is the composed config: compose it
+            if flag in args:
+                args.remove(flag)
+        validate(stage, stage, args)

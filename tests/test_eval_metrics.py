@@ -17,6 +17,7 @@ from icegrt_cli.eval.metrics import (
     math_equal,
     mean_stderr,
     normalize_math,
+    paired_difference,
 )
 
 
@@ -51,6 +52,20 @@ def test_bytes_differ_from_chars_for_non_ascii():
 def test_ties_go_to_the_first_choice():
     assert argmax([-1.0, -1.0, -2.0]) == 0
     assert choice_metrics([-1.0, -1.0], ["a", "b"], gold=1)["acc"] == 0.0
+
+
+def test_paired_difference_by_hand():
+    # differences 1, 0, 0, 1: mean 0.5; sample variance 4 x 0.25 / 3 = 1/3; se sqrt(1/3) / 2
+    ppo, sft = [1.0, 0.0, 1.0, 1.0], [0.0, 0.0, 1.0, 0.0]
+    assert paired_difference(ppo, sft) == pytest.approx((0.5, 0.2886751))
+    # gold scores 0.9 / 0.6 / 0.3 against 0.8 / 0.6 / 0.1: differences 0.1, 0, 0.2, mean 0.1,
+    # variance (0 + 0.01 + 0.01) / 2 = 0.01, se 0.1 / sqrt(3) = 0.0577350
+    assert paired_difference([0.9, 0.6, 0.3], [0.8, 0.6, 0.1]) == pytest.approx((0.1, 0.0577350))
+    # the same shift on every item is certain: pairing removes the spread between items
+    assert paired_difference([0.2, 0.5, 0.9], [0.1, 0.4, 0.8]) == pytest.approx((0.1, 0.0))
+    assert paired_difference([1.0], [0.0]) == (1.0, None)
+    with pytest.raises(ValueError, match="same"):
+        paired_difference([1.0, 0.0], [1.0])
 
 
 def test_mean_stderr_is_sample_std_over_sqrt_n():

@@ -45,7 +45,12 @@ def test_each_stage_finds_the_last_and_eval_compares_sft_with_ppo(pipeline_run) 
     cwd, stdout = pipeline_run
     run = cwd / "runs" / "demo"
     for stage in STAGES:
-        assert (run / stage / "summary.json").exists(), stage
+        summary = json.loads((run / stage / "summary.json").read_text())
+        assert summary["seconds"] > 0, stage
+    assert not list(run.rglob("*.log"))  # no empty Hydra job logs
+    results = json.loads((run / "eval" / "results.json").read_text())
+    paired = results["tasks"]["ad_moderation"]["paired"]["ppo"]["gold"]
+    assert paired["n"] == 4 and paired["stderr"] is not None
     ppo_cfg = (run / "ppo" / "config.yaml").read_text()
     assert "kind: adaptive" in ppo_cfg and "from_stage: sft" in ppo_cfg
     results = json.loads((run / "eval" / "results.json").read_text())
@@ -57,10 +62,14 @@ def test_rerun_skips_finished_stages_and_force_reruns_one(pipeline_run) -> None:
     cwd, _ = pipeline_run
     eval_summary = cwd / "runs" / "demo" / "eval" / "summary.json"
     before = eval_summary.stat().st_mtime_ns
-    proc = icegrt("pipeline", "run.name=demo", *TINY, cwd=cwd)
+    proc = icegrt("pipeline", "run.name=demo", *TINY, "ppo.kl=adaptive", cwd=cwd)
     assert proc.stdout.count("already finished") == 4
     assert eval_summary.stat().st_mtime_ns == before
-    proc = icegrt("pipeline", "run.name=demo", *TINY, "force=[eval]", cwd=cwd)
+    assert "PPO − SFT" in proc.stdout  # the short final table, also on a rerun
+    # a finished stage is not skipped silently when the command asks for other settings
+    proc = icegrt("pipeline", "run.name=demo", *TINY, cwd=cwd, check=False)
+    assert proc.returncode != 0 and "ppo.kl.kind: adaptive → fixed" in proc.stderr, proc.stderr
+    proc = icegrt("pipeline", "run.name=demo", *TINY, "ppo.kl=adaptive", "force=[eval]", cwd=cwd)
     assert proc.stdout.count("already finished") == 3
     assert eval_summary.stat().st_mtime_ns > before
 

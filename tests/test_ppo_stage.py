@@ -16,7 +16,7 @@ import pytest
 from transformers import AutoModelForCausalLM
 
 from icegrt_cli.engine.metrics import read_metrics
-from tests.cli_helpers import TINY_MODEL, TINY_SFT, icegrt
+from tests.cli_helpers import TINY_MODEL, TINY_SFT, icegrt, only_sweep
 
 pytestmark = pytest.mark.slow
 
@@ -227,7 +227,7 @@ def test_factor_switches_change_the_logged_curves(run_dir: Path) -> None:
         "reward=none,running_norm",
         cwd=run_dir,
     )
-    sweep = run_dir / "runs" / "factors" / "multirun" / "ppo"
+    sweep = only_sweep(run_dir / "runs" / "factors" / "multirun" / "ppo")
     finals = {}
     for job in sorted(sweep.iterdir()):
         if not (job / "metrics.jsonl").exists():

@@ -21,7 +21,7 @@ from icegrt_cli.report.discover import find_runs, run_id
 from icegrt_cli.report.factors import factor_groups, flatten, run_labels
 from icegrt_cli.report.finals import model_scores
 from icegrt_cli.report.plots import pareto_front
-from tests.cli_helpers import TINY_MODEL, icegrt
+from tests.cli_helpers import TINY_MODEL, icegrt, only_sweep
 
 REPO = Path(__file__).resolve().parent.parent
 SCRIPT = REPO / "examples" / "factor_study" / "run.sh"
@@ -346,6 +346,25 @@ def test_runs_are_found_at_any_depth_in_natural_order(tmp_path: Path) -> None:
     assert run_id(sweep / "2", tmp_path / "runs" / "x") == "2"
 
 
+def test_a_lone_stage_sweep_names_its_factors_as_typed(tmp_path: Path) -> None:
+    sweep = tmp_path / "runs" / "x" / "multirun" / "ppo" / "2026-01-01_10-00-00"
+    for job, coef in (("0", 0.01), ("1", 0.2)):
+        config = {"stage": "ppo", "run": _run("x"), "kl": {"coef": coef}}
+        _write_stage(sweep / job, config, [])
+    report = make_report(sweep)
+    assert list(report.factors) == ["kl.coef"]
+    assert "kl.coef=0.2" in report.markdown.read_text()
+
+
+def test_two_sweeps_under_one_name_are_told_apart_by_their_dates(tmp_path: Path) -> None:
+    sweeps = tmp_path / "runs" / "x" / "multirun" / "ppo"
+    for stamp in ("2026-01-01_10-00-00", "2026-01-02_09-30-00"):
+        _write_stage(sweeps / stamp / "0", {"stage": "ppo", "run": _run("x")}, [])
+    ids = [run.id for run in find_runs(tmp_path / "runs" / "x")]
+    assert ids == ["2026-01-01_10-00-00/0", "2026-01-02_09-30-00/0"]
+    assert [run.id for run in find_runs(sweeps / "2026-01-02_09-30-00")] == ["0"]
+
+
 def test_a_bad_metrics_line_is_named_by_file_and_line(sweep: Path) -> None:
     metrics = sweep / "multirun" / "pipeline" / "1" / "ppo" / "metrics.jsonl"
     metrics.write_text(metrics.read_text().replace("\n", "\n{oops\n", 1))
@@ -520,7 +539,7 @@ def test_a_joblib_sweep_reusing_a_base_run_reports_both_jobs(tmp_path: Path) -> 
         *TINY_PIPELINE,
         cwd=tmp_path,
     )
-    jobs = tmp_path / "runs" / "sweep" / "multirun" / "pipeline"
+    jobs = only_sweep(tmp_path / "runs" / "sweep" / "multirun" / "pipeline")
     for job in ("0", "1"):
         assert (jobs / job / "sft").is_symlink() and (jobs / job / "train_rm").is_symlink()
         assert (jobs / job / "eval" / "results.json").is_file()
@@ -557,3 +576,71 @@ def test_general_averages_real_tasks_only_else_says_it_is_a_fixture_average() ->
     }
     scores = model_scores(fixtures, "m")
     assert scores["general"] is None and scores["general (fixture)"] == 0.75
+
+
+def _two_model_results() -> dict[str, Any]:
+    def task(metric: str, sft: float, ppo: float, diff: float, se: float, **marks: Any) -> dict:
+        return {
+            "metrics": [metric],
+            **marks,
+            "scores": {
+                "sft": {"values": {metric: sft}, "stderr": {metric: 0.02}},
+                "ppo": {"values": {metric: ppo}, "stderr": {metric: 0.02}},
+            },
+            "paired": {"ppo": {metric: {"mean": diff, "stderr": se, "n": 300}}},
+        }
+
+    return {
+        "models": {"sft": "runs/demo/sft/model", "ppo": "runs/demo/ppo/model"},
+        "tasks": {
+            "ad_moderation_valid": task("gold", 0.837, 0.867, 0.030, 0.005),
+            "ad_moderation_valid_sampled": task("gold", 0.669, 0.774, 0.105, 0.017),
+            "ad_moderation": task("gold", 0.617, 0.638, 0.021, 0.009),
+            "general_demo": task("acc", 0.50, 0.52, 0.02, 0.03, fixture=False),
+            "arc_easy": task("acc", 0.40, 0.60, 0.20, 0.04, fixture=False),
+            "boolq": task("acc", 0.1, 0.9, 0.8, 0.1, fixture=True),  # left out: a fixture
+        },
+    }
+
+
+def test_the_final_table_pairs_sft_and_ppo_and_fits_80_columns() -> None:
+    from io import StringIO
+
+    from rich.console import Console
+
+    from icegrt_cli.report.finals import paired_rows
+    from icegrt_cli.report.tables import final_table
+
+    rows = paired_rows(_two_model_results())
+    assert [row.name for row in rows] == [
+        "unseen ads, greedy",
+        "unseen ads, sampled",
+        "new wording (test)",
+        "general",
+    ]
+    general = rows[-1]
+    assert general.first == pytest.approx(0.45) and general.last == pytest.approx(0.56)
+    # mean of the two tasks' differences; se sqrt(0.03^2 + 0.04^2) / 2 = 0.025
+    assert general.difference == pytest.approx(0.11) and general.stderr == pytest.approx(0.025)
+
+    out = StringIO()
+    Console(file=out, width=80, force_terminal=False).print(final_table(_two_model_results()))
+    text = out.getvalue()
+    assert max(len(line) for line in text.splitlines()) <= 80
+    for row in rows:
+        assert row.name in text
+    assert "+0.030 ± 0.005" in text and "PPO − SFT" in text and "arc_easy" in text
+
+
+def test_paired_differences_of_the_eval_stage_pair_items_in_order() -> None:
+    from icegrt_cli.stages.evaluate import paired_differences
+
+    def answers(*golds: float) -> list[dict[str, Any]]:
+        return [{"id": str(i), "metrics": {"gold": g}} for i, g in enumerate(golds)]
+
+    found = paired_differences(
+        {"sft": answers(0.0, 0.0, 1.0, 0.0), "ppo": answers(1.0, 0.0, 1.0, 1.0)},
+        ["gold", "reward"],
+        ["sft", "ppo"],
+    )
+    assert found == {"ppo": {"gold": {"mean": 0.5, "stderr": pytest.approx(0.2886751), "n": 4}}}

@@ -26,7 +26,7 @@ from icegrt_cli.reward.scoring import score_texts
 from icegrt_cli.reward.stats import RewardStats
 from icegrt_cli.stages import reward
 from icegrt_cli.stages.registry import register_configs
-from tests.cli_helpers import TINY_SFT, icegrt
+from tests.cli_helpers import TINY_SFT, icegrt, only_sweep
 
 TINY_RM = [
     "reward_model.hidden_size=32",
@@ -295,7 +295,7 @@ def test_cli_reward_size_sweep_writes_one_model_per_preset(tmp_path: Path) -> No
         "data.sources.0.limit=32",
         cwd=tmp_path,
     )
-    sweep = tmp_path / "runs" / "sweep" / "multirun" / "train_rm"
+    sweep = only_sweep(tmp_path / "runs" / "sweep" / "multirun" / "train_rm")
     params = [
         json.loads((sweep / str(i) / "summary.json").read_text())["parameters"] for i in (0, 1)
     ]

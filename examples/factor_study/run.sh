@@ -60,26 +60,33 @@ PLAIN=(ppo.ppo.ptx_coef=0)
 $ICEGRT pipeline run.root="$ROOT/study" run.name=baseline reuse_from="$ROOT/shared" \
   "${PLAIN[@]}" "${COMMON[@]}"
 
-# 3. One sweep per factor, each over the values other than the baseline's.
+# 3. One sweep per factor, each over the values other than the baseline's. Each sweep's folder
+#    is pinned (hydra.sweep.dir) instead of dated, so running the script again continues it:
+#    finished stages are skipped.
 # KL control: no penalty, or the adaptive controller (Ziegler et al.) instead of a fixed one.
-$ICEGRT pipeline -m run.name=kl reuse_from="$ROOT/shared" ppo.kl=none,adaptive \
+$ICEGRT pipeline -m run.name=kl hydra.sweep.dir="$ROOT/study/kl" \
+  reuse_from="$ROOT/shared" ppo.kl=none,adaptive \
   "${PLAIN[@]}" "${SWEEP[@]}" "${COMMON[@]}"
 # Advantage normalisation off.
-$ICEGRT pipeline -m run.name=advantage_norm reuse_from="$ROOT/shared" \
+$ICEGRT pipeline -m run.name=advantage_norm hydra.sweep.dir="$ROOT/study/advantage_norm" \
+  reuse_from="$ROOT/shared" \
   ppo.ppo.advantage_norm=false "${PLAIN[@]}" "${SWEEP[@]}" "${COMMON[@]}"
 # Reward shaping: the raw score, a constant scale, a clip, and the reward model's own
 #    statistics instead of running ones.
-$ICEGRT pipeline -m run.name=reward_shaping reuse_from="$ROOT/shared" \
+$ICEGRT pipeline -m run.name=reward_shaping hydra.sweep.dir="$ROOT/study/reward_shaping" \
+  reuse_from="$ROOT/shared" \
   ppo.reward=none,scale,clip,stats_norm \
   "${PLAIN[@]}" "${SWEEP[@]}" "${COMMON[@]}"
 # PPO-ptx: add the language-model loss on SFT and general demonstrations to the actor's loss
 #    (the value the tool uses by default).
-$ICEGRT pipeline -m run.name=ptx reuse_from="$ROOT/shared" ppo.ppo.ptx_coef=0.2 \
+$ICEGRT pipeline -m run.name=ptx hydra.sweep.dir="$ROOT/study/ptx" \
+  reuse_from="$ROOT/shared" ppo.ppo.ptx_coef=0.2 \
   "${SWEEP[@]}" "${COMMON[@]}"
 
 # Reward-model size: a reward model of each preset size trained per job (the critic starts
 #    from it), for the same tiny actor.
-$ICEGRT pipeline -m run.name=reward_size reuse_from="$ROOT/shared_sft" \
+$ICEGRT pipeline -m run.name=reward_size hydra.sweep.dir="$ROOT/study/reward_size" \
+  reuse_from="$ROOT/shared_sft" \
   train_rm.reward_model=tiny,small,base "${PLAIN[@]}" "${SWEEP[@]}" "${COMMON[@]}"
 
 # 4. The report: table, differing factors and plots in ROOT/study/report/.

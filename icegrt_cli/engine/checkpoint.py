@@ -18,6 +18,8 @@ from safetensors.torch import load_model, save_model
 from icegrt_cli.errors import ConfigError
 
 PREFIX = "step-"
+SETTINGS = "settings"
+"""state.json key holding the stage's composed settings, which a resume is compared with."""
 
 
 def rng_state() -> dict[str, Any]:
@@ -118,3 +120,8 @@ def load_checkpoint(
         obj.load_state_dict(tensors[name])
     set_rng_state(tensors["rng"])
     return json.loads((path / "state.json").read_text())
+
+
+def checkpoint_settings(path: Path) -> dict[str, Any] | None:
+    """The composed stage settings a checkpoint was made with; None for older checkpoints."""
+    return json.loads((path / "state.json").read_text()).get(SETTINGS)

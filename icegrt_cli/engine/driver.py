@@ -23,7 +23,7 @@ from typing import Any, Protocol
 import torch
 
 from icegrt_cli.config import RunConfig
-from icegrt_cli.engine.checkpoint import Checkpointer, load_checkpoint
+from icegrt_cli.engine.checkpoint import SETTINGS, Checkpointer, load_checkpoint
 from icegrt_cli.engine.metrics import MetricsLogger
 from icegrt_cli.engine.progress import StepProgress
 from icegrt_cli.engine.runtime import Runtime
@@ -94,7 +94,13 @@ class StepDriver:
     """Runs a `Job` from its first (or resumed) step to the end of its cadence."""
 
     def __init__(
-        self, rt: Runtime, out_dir: Path, title: str, run: RunConfig, cadence: Cadence
+        self,
+        rt: Runtime,
+        out_dir: Path,
+        title: str,
+        run: RunConfig,
+        cadence: Cadence,
+        settings: dict[str, Any] | None = None,
     ) -> None:
         self.rt, self.out_dir, self.title, self.run_cfg, self.cadence = (
             rt,
@@ -103,6 +109,9 @@ class StepDriver:
             run,
             cadence,
         )
+        self.settings = settings
+        """The stage's composed settings, kept in every checkpoint so that a resume with other
+        settings can be refused (`icegrt_cli.stages.rerun`)."""
         self.checkpoints = Checkpointer(out_dir / "checkpoints", cadence.keep_last, rt.is_main)
         self.resume_from = self.checkpoints.resolve(run.resume)
         self.start = 0
@@ -147,8 +156,9 @@ class StepDriver:
         def save() -> None:
             saved = job.checkpoint()
             unwrap = rt.accelerator.unwrap_model
+            state = {**saved.state, SETTINGS: self.settings} if self.settings else saved.state
             self.checkpoints.save(
-                step, {k: unwrap(m) for k, m in saved.modules.items()}, saved.stateful, saved.state
+                step, {k: unwrap(m) for k, m in saved.modules.items()}, saved.stateful, state
             )
             rt.accelerator.wait_for_everyone()
 

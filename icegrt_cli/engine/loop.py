@@ -117,8 +117,10 @@ def fit(
     out_dir: Path,
     eval_set: Sequence[Any] | None = None,
     title: str = "train",
+    settings: dict[str, Any] | None = None,
 ) -> FitResult:
-    """Train `model` on `train_set` through the step driver (resume, cadence, interrupts)."""
+    """Train `model` on `train_set` through the step driver (resume, cadence, interrupts);
+    `settings` (the stage's composed config) go into every checkpoint."""
     global_size = train.batch_size * train.grad_accum * rt.world_size
     steps_per_epoch = len(train_set) // global_size
     if steps_per_epoch == 0:
@@ -156,6 +158,7 @@ def fit(
             train.keep_last,
             train.stop_after,
         ),
+        settings,
     )
     driver.resume(job)
     job.model, job.optimizer = rt.accelerator.prepare(job.model, job.optimizer)

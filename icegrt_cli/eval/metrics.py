@@ -64,6 +64,20 @@ def mean_stderr(values: Sequence[float]) -> float | None:
     return math.sqrt(sum((v - mu) ** 2 for v in values) / (n - 1)) / math.sqrt(n)
 
 
+def paired_difference(a: Sequence[float], b: Sequence[float]) -> tuple[float, float | None]:
+    """Mean and standard error of the per-item differences a_i - b_i of two models scored on
+    the same items (item i of `a` and of `b` is the same question).
+
+    Pairing removes the spread between items that both models share - an easy item is easy for
+    both - so the standard error of a difference in means is that of the differences, not
+    sqrt(se_a^2 + se_b^2), and it is usually much smaller. None for fewer than two items.
+    """
+    if len(a) != len(b) or not a:
+        raise ValueError(f"paired_difference: {len(a)} and {len(b)} items; need the same, >= 1")
+    differences = [x - y for x, y in zip(a, b, strict=True)]
+    return mean(differences), mean_stderr(differences)
+
+
 def exact_match(prediction: str | None, target: str) -> float:
     return float(prediction is not None and prediction.strip() == target.strip())
 

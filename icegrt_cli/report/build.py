@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from icegrt_cli.report.discover import Run, find_runs
-from icegrt_cli.report.factors import differing_keys, factor_groups, run_labels, settings
+from icegrt_cli.report.factors import as_typed, differing_keys, factor_groups, run_labels, settings
 from icegrt_cli.report.finals import COLUMNS, final_metrics
 from icegrt_cli.report.plots import plot_curves, plot_domain_general, plot_frontier
 from icegrt_cli.report.tables import UNFINISHED, markdown_table, table_cells
@@ -34,7 +34,7 @@ def make_report(path: Path, out: Path | None = None) -> Report:
     """Report on the run or sweep at `path`; files go to `out` (default `path/report`)."""
     # 1. Runs and what differs between them.
     runs = find_runs(path)
-    per_run = [settings(run) for run in runs]
+    per_run = as_typed(runs, [settings(run) for run in runs])
     factors = factor_groups(per_run, differing_keys(per_run))
     labels = run_labels(per_run, list(factors))
 

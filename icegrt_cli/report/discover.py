@@ -3,8 +3,10 @@
 A run is either a pipeline folder (`runs/NAME/`, or a pipeline multirun job) whose stages sit
 in `sft/ train_rm/ ppo/ eval/` subfolders - some of them links to another run's stages
 (`reuse_from`) - or a single stage folder (`runs/NAME/ppo/`, a stage multirun job). A sweep is
-any folder with runs below it, at any depth: `runs/NAME/multirun/pipeline/3/`,
-`runs/multirun/ppo/<date>/0/`, ...
+any folder with runs below it, at any depth: `runs/NAME/multirun/pipeline/<date>/3/`,
+`runs/multirun/ppo/<date>/0/`, ... Every sweep has its own dated folder
+(`runs/NAME/multirun/ppo/<date>/0/`); the date shows in a run's id only where two sweeps under
+one name would otherwise give two runs the same id.
 """
 
 from __future__ import annotations
@@ -60,10 +62,13 @@ def find_runs(path: Path) -> list[Run]:
     """Every run at or below `path`, in natural order (job 2 before job 10)."""
     if not path.is_dir():
         raise DataError(f"{path}: no such folder")
-    runs = [_load_run(folder, path) for folder in _run_folders(path)]
-    if not runs:
+    folders = _run_folders(path)
+    if not folders:
         raise DataError(f"{path}: no runs found (no stage folder with a config.yaml below it)")
-    return runs
+    ids = [run_id(folder, path) for folder in folders]
+    if len(set(ids)) < len(ids):  # two sweeps under one name: their dates tell them apart
+        ids = [run_id(folder, path, stamps=True) for folder in folders]
+    return [_load_run(folder, run) for folder, run in zip(folders, ids, strict=True)]
 
 
 def _run_folders(folder: Path) -> list[Path]:
@@ -100,16 +105,23 @@ def _natural_key(path: Path) -> list[Any]:
     return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", path.name)]
 
 
-def run_id(folder: Path, root: Path) -> str:
-    """`kl/multirun/pipeline/3` -> `kl/3`: the path below `root` without Hydra's sweep parts."""
+SWEEP_STAMP = re.compile(r"\d{4}-\d{2}-\d{2}_\d{2}-\d{2}-\d{2}")
+"""The dated folder each sweep gets (`multirun/<stage>/<stamp>/<job>`)."""
+
+
+def run_id(folder: Path, root: Path, stamps: bool = False) -> str:
+    """`kl/multirun/pipeline/<date>/3` -> `kl/3`: the path below `root` without Hydra's sweep
+    parts; with `stamps`, the sweep's date stays (`kl/<date>/3`), to tell two sweeps apart."""
     parts = list(folder.relative_to(root).parts)
     while "multirun" in parts:
         index = parts.index("multirun")
         del parts[index : index + 2]  # `multirun/<stage>`
+    if not stamps:
+        parts = [part for part in parts if not SWEEP_STAMP.fullmatch(part)]
     return "/".join(parts) or folder.resolve().name
 
 
-def _load_run(folder: Path, root: Path) -> Run:
+def _load_run(folder: Path, run_name: str) -> Run:
     name = _stage_name(folder)
     if name is not None:
         choices = _choices(folder, prefix=f"{name}.")
@@ -120,7 +132,7 @@ def _load_run(folder: Path, root: Path) -> Run:
             name: _load_stage(path, name, _stage_choices(choices, name), path.is_symlink())
             for name, path in _pipeline_stages(folder).items()
         }
-    return Run(run_id(folder, root), folder, stages)
+    return Run(run_name, folder, stages)
 
 
 def _stage_choices(choices: dict[str, str], stage: str) -> dict[str, str]:

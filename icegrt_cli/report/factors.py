@@ -9,44 +9,12 @@ only where they computed something differently.
 from __future__ import annotations
 
 from collections import Counter
-from typing import Any
 
 from icegrt_cli.report.discover import Run
-
-LAUNCH_KEYS = frozenset(
-    f"run.{key}"
-    for key in ("name", "root", "resume", "progress", "force", "tensorboard", "num_threads")
-)
-"""Per-stage `run.*` keys that change where or how a run was launched, not its results."""
+from icegrt_cli.stages.rerun import LAUNCH_KEYS, flatten, value_text
 
 BASELINE = "baseline"
 """The label of a run whose every factor takes the value most runs share."""
-
-
-def flatten(node: Any, prefix: str = "") -> dict[str, Any]:
-    """Nested config -> `a.b.c -> value`. A list of plain values stays one value (`eval.tasks`);
-    a list of mappings is indexed (`sft.data.sources.0.path`)."""
-    if isinstance(node, dict):
-        items = [(str(key), value) for key, value in node.items()]
-    elif isinstance(node, list) and any(isinstance(item, (dict, list)) for item in node):
-        items = [(str(index), value) for index, value in enumerate(node)]
-    else:
-        return {prefix: node}
-    flat: dict[str, Any] = {}
-    for key, value in items:
-        flat.update(flatten(value, f"{prefix}.{key}" if prefix else key))
-    return flat
-
-
-def value_text(value: Any) -> str:
-    """YAML-like text for a config value: `null`, `true`, `0.05`, `[a, b]`."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return str(value).lower()
-    if isinstance(value, list):
-        return "[" + ", ".join(value_text(item) for item in value) + "]"
-    return str(value)
 
 
 def settings(run: Run) -> dict[str, str]:
@@ -64,6 +32,21 @@ def settings(run: Run) -> dict[str, str]:
                 text = text.replace(path, "<run>")
             found[f"{name}.{key}"] = text
     return found
+
+
+def as_typed(runs: list[Run], per_run: list[dict[str, str]]) -> list[dict[str, str]]:
+    """Keys as the user typed them: a sweep of one stage alone (`icegrt ppo -m kl.coef=...`)
+    names `kl.coef`, not `ppo.kl.coef`; pipeline runs keep the stage (`ppo.kl.coef`)."""
+    lone = {
+        name
+        for run in runs
+        for name, stage in run.stages.items()
+        if len(run.stages) == 1 and stage.path == run.path
+    }
+    if len(lone) != 1 or any(len(run.stages) != 1 or run.stages.keys() != lone for run in runs):
+        return per_run
+    prefix = f"{next(iter(lone))}."
+    return [{key.removeprefix(prefix): value for key, value in found.items()} for found in per_run]
 
 
 def differing_keys(per_run: list[dict[str, str]]) -> list[str]:

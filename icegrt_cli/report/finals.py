@@ -7,6 +7,7 @@ model in a pipeline) for the in-domain and general scores.
 
 from __future__ import annotations
 
+import math
 from typing import Any, NamedTuple
 
 from icegrt_cli.config import DOMAIN_TASKS, GENERAL_TASKS
@@ -129,3 +130,70 @@ def final_metrics(run: Run) -> dict[str, Final]:
                 change = end - start if len(labels) > 1 and start is not None else None
                 found[column] = Final(end, change)
     return {column: value for column, value in found.items() if value is not None}
+
+
+FINAL_ROWS: dict[str, str] = {
+    "in-domain": "unseen ads, greedy",
+    "in-domain sampled": "unseen ads, sampled",
+    "new wording": "new wording (test)",
+}
+"""Row names of the final table, short enough for 80 columns; its caption names the tasks."""
+
+
+class PairedRow(NamedTuple):
+    name: str
+    first: float | None
+    last: float | None
+    difference: float | None
+    """last - first, item by item over the same items (the mean of the differences)."""
+    stderr: float | None
+    """Standard error of that paired difference."""
+
+
+def paired_rows(results: dict[str, Any]) -> list[PairedRow]:
+    """The final table of a two-model eval (SFT vs PPO): gold on unseen ads (greedy and
+    sampled) and on new wording, and the general score, each with the paired difference of the
+    last model from the first (results.json `tasks.NAME.paired`)."""
+    labels = list(results.get("models", {}))
+    if len(labels) < 2:
+        return []
+    first, last = labels[0], labels[-1]
+    tasks = results.get("tasks", {})
+    start, end = model_scores(results, first), model_scores(results, last)
+
+    def paired(name: str, metric: str) -> dict[str, Any]:
+        return tasks.get(name, {}).get("paired", {}).get(last, {}).get(metric, {})
+
+    rows = []
+    for column, (name, metric) in IN_DOMAIN.items():
+        if end[column] is None:
+            continue
+        found = paired(name, metric)
+        rows.append(
+            PairedRow(
+                FINAL_ROWS[column],
+                start[column],
+                end[column],
+                found.get("mean"),
+                found.get("stderr"),
+            )
+        )
+    column = "general" if end.get("general") is not None else "general (fixture)"
+    if end.get(column) is not None:
+        fixture = column != "general"
+        found = [
+            paired(name, tasks[name]["metrics"][0])
+            for name in GENERAL
+            if name in tasks and tasks[name]["metrics"] and is_fixture(tasks[name]) == fixture
+        ]
+        means = [f["mean"] for f in found if f.get("mean") is not None]
+        errors = [f.get("stderr") for f in found]
+        difference = sum(means) / len(means) if means and len(means) == len(found) else None
+        # the mean of k independent tasks' differences: its variance is sum(se^2) / k^2
+        stderr = (
+            math.sqrt(sum(e * e for e in errors)) / len(errors)
+            if difference is not None and all(e is not None for e in errors)
+            else None
+        )
+        rows.append(PairedRow(column, start.get(column), end[column], difference, stderr))
+    return rows

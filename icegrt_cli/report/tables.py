@@ -5,10 +5,12 @@ Both render the same text cells, so the terminal and report.md always agree.
 
 from __future__ import annotations
 
+from typing import Any
+
 from rich.table import Table
 
 from icegrt_cli.report.discover import Run
-from icegrt_cli.report.finals import COLUMNS, Final
+from icegrt_cli.report.finals import COLUMNS, GENERAL, IN_DOMAIN, Final, is_fixture, paired_rows
 
 UNFINISHED = "*"
 """Marks a run with a stage that has no summary.json yet (running, stopped or failed)."""
@@ -95,3 +97,44 @@ def markdown_table(headers: list[str], rows: list[list[str]]) -> str:
 
     rule = ["---" if index < 2 else "---:" for index in range(len(headers))]
     return "\n".join([line(headers), line(rule), *(line(row) for row in rows)]) + "\n"
+
+
+def final_table(results: dict[str, Any]) -> Table | None:
+    """The short end of `icegrt pipeline`: SFT and PPO in the domain and in general, with the
+    paired difference and its standard error; readable at 80 columns. None without two models.
+    Every task and metric is in results.json and `icegrt report`."""
+    rows = paired_rows(results)
+    if not rows:
+        return None
+    labels = list(results["models"])
+    first, last = labels[0].upper(), labels[-1].upper()
+    real = [
+        name
+        for name in GENERAL
+        if name in results["tasks"] and not is_fixture(results["tasks"][name])
+    ]
+    general = ", ".join(real) if real else "the fixture-backed general tasks"
+    table = Table(
+        title=f"{first} vs {last}",
+        title_justify="left",
+        caption=(
+            f"gold score: {IN_DOMAIN['in-domain'][0]} (greedy), "
+            f"{IN_DOMAIN['in-domain sampled'][0]}, {IN_DOMAIN['new wording'][0]} (test split); "
+            f"general: mean first metric of {general}. ± one standard error of the per-item "
+            "differences. Every task: results.json, icegrt report."
+        ),
+        caption_justify="left",
+    )
+    table.add_column("", no_wrap=True)
+    for header in (first, last, f"{last} − {first}"):
+        table.add_column(header, justify="right", no_wrap=True)
+    for row in rows:
+        difference = "" if row.difference is None else f"{row.difference:+.3f}"
+        if difference and row.stderr is not None:
+            difference += f" ± {row.stderr:.3f}"
+        table.add_row(row.name, _number(row.first), _number(row.last), difference)
+    return table
+
+
+def _number(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"

@@ -2,11 +2,14 @@
 
 The paper's claim has two sides - better in the domain, no worse in general - so one table
 holds both: the demo tasks (gold score of answer and analysis, general skills) and the twelve
-general benchmarks, one column per checkpoint with its delta to the first.
+general benchmarks, one column per checkpoint with its delta to the first. results.json also
+keeps each later model's paired difference from the first (`tasks.NAME.paired`): the mean and
+standard error of the per-item differences over the same items.
 """
 
 from __future__ import annotations
 
+import time
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -16,6 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 from icegrt_cli.config import EvalConfig, ModelConfig, TaskConfig
 from icegrt_cli.engine import save_run_config, setup_runtime
 from icegrt_cli.errors import ConfigError
+from icegrt_cli.eval.metrics import paired_difference
 from icegrt_cli.eval.report import (
     BatchBars,
     comparison_table,
@@ -57,6 +61,32 @@ def model_labels(paths: list[str]) -> list[str]:
     return [f"{label}-{i}" for i, label in enumerate(labels, start=1)]
 
 
+def paired_differences(
+    predictions: dict[str, list[dict[str, Any]]], metrics: list[str], labels: list[str]
+) -> dict[str, dict[str, dict[str, float | int | None]]]:
+    """Each later model minus the first, item by item (every model answers the task's items in
+    the same order): `{label: {metric: {mean, stderr, n}}}`, from
+    `icegrt_cli.eval.metrics.paired_difference`."""
+    base = predictions.get(labels[0], [])
+    paired: dict[str, dict[str, dict[str, float | int | None]]] = {}
+    for label in labels[1:]:
+        rows = list(zip(predictions.get(label, []), base, strict=True))
+        for metric in metrics:
+            pairs = [
+                (p["metrics"][metric], b["metrics"][metric])
+                for p, b in rows
+                if metric in p["metrics"] and metric in b["metrics"]
+            ]
+            if pairs:
+                diff, stderr = paired_difference(*zip(*pairs, strict=True))
+                paired.setdefault(label, {})[metric] = {
+                    "mean": diff,
+                    "stderr": stderr,
+                    "n": len(pairs),
+                }
+    return paired
+
+
 def _for_checkpoint(model: ModelConfig, path: str, **changes: Any) -> ModelConfig:
     """The loading settings of `model` (dtype, trust_remote_code, ...) for one checkpoint."""
     return OmegaConf.to_object(OmegaConf.merge(model, {"name_or_path": path, **changes}))
@@ -72,6 +102,7 @@ def _task_config(cfg: EvalConfig, name: str) -> TaskConfig:
 
 
 def run(cfg: EvalConfig, out_dir: Path, run_root: Path | None) -> dict[str, Any]:
+    started = time.perf_counter()
     # 1. Runtime.
     rt = setup_runtime(cfg.run)
 
@@ -104,6 +135,7 @@ def run(cfg: EvalConfig, out_dir: Path, run_root: Path | None) -> dict[str, Any]
 
     # 4. Every task on every model, one model in memory at a time.
     scores: dict[str, dict[str, dict[str, Any]]] = {task.name: {} for task in tasks}
+    per_item: dict[str, dict[str, list[dict[str, Any]]]] = {task.name: {} for task in tasks}
     with BatchBars(rt.console, cfg.run.progress) as bars, rt.accelerator.autocast():
         for label, path in zip(labels, paths, strict=True):
             model_cfg = _for_checkpoint(cfg.model, path)
@@ -125,6 +157,7 @@ def run(cfg: EvalConfig, out_dir: Path, run_root: Path | None) -> dict[str, Any]
                     "seconds": round(outcome.seconds, 3),
                     "items_per_second": round(speed, 3) if speed else None,
                 }
+                per_item[task.name][label] = outcome.predictions
                 rt.print(task_line(task, bars.prefix + task.label, outcome, speed))
                 if cfg.save_predictions:
                     write_predictions(out_dir, label, task.name, outcome.predictions)
@@ -154,6 +187,7 @@ def run(cfg: EvalConfig, out_dir: Path, run_root: Path | None) -> dict[str, Any]
                 "metrics": task.metrics,
                 "config": OmegaConf.to_container(OmegaConf.structured(task.cfg)),
                 "scores": scores[task.name],
+                "paired": paired_differences(per_item[task.name], task.metrics, labels),
             }
             for task in tasks
         },
@@ -168,6 +202,7 @@ def run(cfg: EvalConfig, out_dir: Path, run_root: Path | None) -> dict[str, Any]
                 name: {label: s["values"] for label, s in per.items()}
                 for name, per in scores.items()
             },
+            "seconds": round(time.perf_counter() - started, 1),
         },
     )
     return results

@@ -9,15 +9,18 @@ from __future__ import annotations
 
 import importlib
 import json
+import time
 from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from icegrt_cli.console import print_warning
 from icegrt_cli.engine.checkpoint import Checkpointer
 from icegrt_cli.errors import ConfigError
 from icegrt_cli.stages.common import SUMMARY, is_complete, write_summary
 from icegrt_cli.stages.registry import PIPELINE_ORDER, STAGES
+from icegrt_cli.stages.rerun import check_resume, setting_changes, settings_of
 
 
 def stage_config(cfg: DictConfig, name: str, run_dir: Path) -> DictConfig:
@@ -30,6 +33,37 @@ def stage_config(cfg: DictConfig, name: str, run_dir: Path) -> DictConfig:
     if name == "eval":
         overrides.update(_eval_models(cfg.eval, run_dir))
     return OmegaConf.merge(cfg[name], overrides)
+
+
+def check_stages(cfg: DictConfig, run_dir: Path) -> list[str]:
+    """Refuse, before any stage runs, a finished stage that would be skipped although its
+    settings differ from this command's (unless it is in `force`, which reruns it), and a
+    resume that `check_resume` refuses; with `run.force=true` return the problems instead."""
+    problems = []
+    for name in cfg.stages:
+        stage_dir = run_dir / name
+        if stage_dir.is_symlink() or name not in PIPELINE_ORDER:
+            continue  # a stage reused from another run ran with that run's settings
+        now = stage_config(cfg, name, run_dir)
+        if not is_complete(stage_dir) or name in cfg.force:
+            problems += check_resume(now, stage_dir, f"{name}.")
+            continue
+        saved = stage_dir / "config.yaml"
+        if not saved.is_file():
+            continue
+        changes = setting_changes(
+            OmegaConf.to_container(OmegaConf.load(saved)), settings_of(now), f"{name}."
+        )
+        if changes:
+            problems.append(
+                f"{name} already finished in {stage_dir} with other settings: {', '.join(changes)}"
+            )
+    if problems and not cfg.run.force:
+        raise ConfigError(
+            f"{'; '.join(problems)} (force=[STAGE] reruns a finished stage; run.force=true "
+            "keeps it as it is)"
+        )
+    return problems
 
 
 def _eval_models(eval_cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
@@ -62,6 +96,7 @@ def _link_finished(source: Path, run_dir: Path, name: str) -> bool:
 def run(cfg: DictConfig, out_dir: Path, run_root: Path | None) -> dict[str, Any]:
     from rich.console import Console
 
+    started = time.perf_counter()
     console = Console(highlight=False)
     unknown = [s for s in cfg.stages if s not in PIPELINE_ORDER]
     if unknown:
@@ -69,6 +104,8 @@ def run(cfg: DictConfig, out_dir: Path, run_root: Path | None) -> dict[str, Any]
     reuse = Path(cfg.reuse_from) if cfg.reuse_from else None
     if reuse is not None and not reuse.is_dir():
         raise ConfigError(f"reuse_from: no run folder '{reuse}'")
+    for problem in check_stages(cfg, out_dir):
+        print_warning(f"run.force=true: going ahead although {problem}")
     modules = {name: importlib.import_module(STAGES[name].module) for name in cfg.stages}
     for name, module in modules.items():  # a late stage's bad setting must not cost the early ones
         if hasattr(module, "check"):
@@ -92,5 +129,13 @@ def run(cfg: DictConfig, out_dir: Path, run_root: Path | None) -> dict[str, Any]
         if summaries[name].get("stopped_early"):
             console.print(f"pipeline: {name} stopped early; rerun with run.resume=latest")
             return summaries
-    write_summary(out_dir, {"stage": "pipeline", "stages": list(cfg.stages)})
+    results = out_dir / "eval" / "results.json"
+    if "eval" in cfg.stages and results.is_file():
+        from icegrt_cli.report.tables import final_table
+
+        table = final_table(json.loads(results.read_text()))
+        if table is not None:
+            console.print(table)
+    seconds = round(time.perf_counter() - started, 1)
+    write_summary(out_dir, {"stage": "pipeline", "stages": list(cfg.stages), "seconds": seconds})
     return summaries

@@ -57,6 +57,7 @@ from icegrt_cli.ppo.setup import (
 from icegrt_cli.ppo.update import Learner, PtxLoss, ppo_update
 from icegrt_cli.reward.scoring import score_sequences
 from icegrt_cli.stages.common import resolve_model, save_model_folder, write_summary
+from icegrt_cli.stages.rerun import settings_of
 
 NEGATIVE_KL_PATIENCE = 5
 """Consecutive steps of negative mean KL before warning: the sampler and scorer disagree."""
@@ -100,6 +101,7 @@ def _check_ptx_data(cfg: DictConfig) -> None:
 
 
 def run(cfg: DictConfig, out_dir: Path, run_root: Path | None) -> dict[str, Any]:
+    started = time.perf_counter()
     # 1. Runtime, tokenizers.
     check(cfg)
     rt = setup_runtime(cfg.run)
@@ -180,6 +182,7 @@ def run(cfg: DictConfig, out_dir: Path, run_root: Path | None) -> dict[str, Any]
             cfg.train.keep_last,
             cfg.train.stop_after,
         ),
+        settings_of(cfg),
     )
     driver.resume(job)
     job.prepare()
@@ -209,6 +212,7 @@ def run(cfg: DictConfig, out_dir: Path, run_root: Path | None) -> dict[str, Any]
         save_model_folder(actor, tokenizer, out_dir / "model")
         critic = merged(rt.accelerator.unwrap_model(job.critic.model), out_dir / "critic_adapter")
         save_model_folder(critic, tokenizer, out_dir / "critic")
+        summary["seconds"] = round(time.perf_counter() - started, 1)
         write_summary(out_dir, summary)
         rt.print(_before_after_table(job.before, done.last_eval))
     rt.accelerator.wait_for_everyone()

@@ -37,6 +37,7 @@ from icegrt_cli.reward.pairs import PairCollator, PairExample, check_pair_record
 from icegrt_cli.reward.scoring import score_sequences, sequence_scores
 from icegrt_cli.reward.stats import RewardStats
 from icegrt_cli.stages.common import resolve_model, write_summary
+from icegrt_cli.stages.rerun import settings_of
 
 DEMO_PART = "pairs"
 EVAL_FILE = "reward_eval.json"
@@ -117,6 +118,7 @@ def run(cfg: DictConfig, out_dir: Path, run_root: Path | None) -> dict[str, Any]
         out_dir=out_dir,
         eval_set=eval_set,
         title="train-rm",
+        settings=settings_of(cfg),
     )
     start_figures = held_out_figures(result.first_eval)
     figures = held_out_figures(result.eval_metrics)

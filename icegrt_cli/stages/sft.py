@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ from icegrt_cli.errors import DataError
 from icegrt_cli.lm import generate_responses, lm_loss_sum
 from icegrt_cli.models import load_causal_lm, load_tokenizer, materialize
 from icegrt_cli.stages.common import resolve_model, save_model_folder, write_summary
+from icegrt_cli.stages.rerun import settings_of
 
 
 def lm_step(model: Any, batch: dict[str, Any]) -> StepOutput:
@@ -33,6 +35,7 @@ def encode_all(
 
 
 def run(cfg: DictConfig, out_dir: Path, run_root: Path | None) -> dict[str, Any]:
+    started = time.perf_counter()
     # 1. Runtime, tokenizer.
     rt = setup_runtime(cfg.run)
     model_cfg = resolve_model(cfg.model, run_root, "model")
@@ -73,6 +76,7 @@ def run(cfg: DictConfig, out_dir: Path, run_root: Path | None) -> dict[str, Any]
         out_dir=out_dir,
         eval_set=eval_set,
         title="sft",
+        settings=settings_of(cfg),
     )
     summary = {
         "stage": "sft",
@@ -98,6 +102,7 @@ def run(cfg: DictConfig, out_dir: Path, run_root: Path | None) -> dict[str, Any]
         model = merged(model, out_dir / ADAPTER_DIR)
         save_model_folder(model, tokenizer, out_dir / "model")
         _show_samples(rt, model, tokenizer, eval_records[: cfg.sample_prompts])
+        summary["seconds"] = round(time.perf_counter() - started, 1)
         write_summary(out_dir, summary)
     rt.print(
         f"sft: done in {result.steps} steps; held-out loss {_fmt(summary['eval_loss_start'])}"

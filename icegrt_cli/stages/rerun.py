@@ -1,0 +1,112 @@
+"""Honest reruns: a resume continues the run it names, with the settings that run was made with.
+
+Every checkpoint keeps the composed settings of its stage (`settings` in its state.json). Before
+anything is written - before Hydra writes `.hydra/` - a command with `run.resume` is compared
+with them, and refused in one line naming each differing key when
+
+- the stage already finished (its summary.json exists): there is nothing left to resume, and
+  resuming would retrain its last steps on top of a finished model, or
+- a setting differs from the checkpoint's: the result would match neither the old settings nor
+  the new ones, while config.yaml would claim the new ones.
+
+`run.force=true` goes ahead anyway (the differences are still printed). Keys that only say
+where or how a run is launched, or when it saves and stops, may change on resume: see
+`FREE_ON_RESUME`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from icegrt_cli.errors import ConfigError
+
+LAUNCH_KEYS = frozenset(
+    f"run.{key}"
+    for key in ("name", "root", "resume", "progress", "force", "tensorboard", "num_threads")
+)
+"""`run.*` keys that change where or how a run is launched, not what it computes (a report
+leaves them out of the factors that tell runs apart, too)."""
+
+FREE_ON_RESUME = LAUNCH_KEYS | frozenset(
+    {
+        "train.stop_after",  # resume after a test stop is the point of stop_after
+        "train.save_every",
+        "train.keep_last",
+        "train.sample_every",
+        "run.log_every",
+    }
+)
+"""Keys a resume may change: launch settings and the save / stop / log cadence. Evaluation
+cadence (`train.eval_every`) is compared: PPO's held-out evaluations draw from the same seeds."""
+
+
+def flatten(node: Any, prefix: str = "") -> dict[str, Any]:
+    """Nested config -> `a.b.c -> value`. A list of plain values stays one value (`eval.tasks`);
+    a list of mappings is indexed (`sft.data.sources.0.path`)."""
+    if isinstance(node, dict):
+        items = [(str(key), value) for key, value in node.items()]
+    elif isinstance(node, list) and any(isinstance(item, (dict, list)) for item in node):
+        items = [(str(index), value) for index, value in enumerate(node)]
+    else:
+        return {prefix: node}
+    flat: dict[str, Any] = {}
+    for key, value in items:
+        flat.update(flatten(value, f"{prefix}.{key}" if prefix else key))
+    return flat
+
+
+def value_text(value: Any) -> str:
+    """YAML-like text for a config value: `null`, `true`, `0.05`, `[a, b]`."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, list):
+        return "[" + ", ".join(value_text(item) for item in value) + "]"
+    return str(value)
+
+
+def settings_of(cfg: DictConfig) -> dict[str, Any]:
+    """The stage's settings as plain data, as a checkpoint keeps them."""
+    return OmegaConf.to_container(cfg, resolve=True)
+
+
+def setting_changes(saved: dict[str, Any], now: dict[str, Any], prefix: str = "") -> list[str]:
+    """`key: old → new` for each setting that differs, launch and cadence keys left out; keys
+    are shown after `prefix` (a pipeline's `ppo.`), as the user types them."""
+    old, new = flatten(saved), flatten(now)
+    absent = "(absent)"
+    changes = []
+    for key in [*old, *(k for k in new if k not in old)]:
+        if key in FREE_ON_RESUME or old.get(key, absent) == new.get(key, absent):
+            continue
+        shown = [value_text(side[key]) if key in side else absent for side in (old, new)]
+        changes.append(f"{prefix}{key}: {shown[0]} → {shown[1]}")
+    return changes
+
+
+def check_resume(cfg: DictConfig, out_dir: Path, prefix: str = "") -> list[str]:
+    """Raise ConfigError when `cfg.run.resume` would continue a finished stage or a checkpoint
+    made with other settings, unless `run.force`; return the differences found (printed by the
+    caller when forced)."""
+    if not cfg.run.get("resume") or cfg.get("stage") == "eval":  # eval keeps no checkpoints
+        return []
+    from icegrt_cli.engine.checkpoint import Checkpointer, checkpoint_settings
+
+    checkpoint = Checkpointer(out_dir / "checkpoints").resolve(cfg.run.resume)
+    problems = []
+    if (out_dir / "summary.json").exists():
+        problems.append(f"{out_dir} already finished (summary.json), nothing to resume")
+    saved = checkpoint_settings(checkpoint)
+    changes = [] if saved is None else setting_changes(saved, settings_of(cfg), prefix)
+    if changes:
+        problems.append(f"settings differ from {checkpoint}'s: {', '.join(changes)}")
+    if problems and not cfg.run.get("force"):
+        raise ConfigError(
+            f"run.resume={cfg.run.resume}: {'; '.join(problems)} "
+            "(run.force=true resumes anyway; without run.resume the stage starts afresh)"
+        )
+    return problems
