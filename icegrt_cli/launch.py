@@ -19,9 +19,8 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from icegrt_cli.console import print_error
 from icegrt_cli.engine.lock import run_lock
-from icegrt_cli.errors import ConfigError, IcegrtError
+from icegrt_cli.errors import ConfigError, reporting_errors
 from icegrt_cli.schema import check_choices, settings_help
 from icegrt_cli.stages.registry import PIPELINE_ORDER, STAGES, register_configs
 
@@ -306,11 +305,8 @@ def launch(stage: str, args: list[str], config_name: str | None = None) -> None:
     validate(stage, config_name, args)
 
     def task(cfg: DictConfig) -> None:
-        try:
+        with reporting_errors(bool(OmegaConf.select(cfg, "run.debug", default=False))):
             run_stage(stage, cfg)
-        except IcegrtError as err:
-            print_error(err)
-            raise SystemExit(getattr(err, "exit_code", 2)) from None
 
     task.__module__ = __name__
     sys.argv = [f"icegrt {stage}", *args]
