@@ -10,6 +10,7 @@ from __future__ import annotations
 import errno
 import os
 import pickle
+import shutil
 import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -74,9 +75,20 @@ def writing(path: Path | str) -> Iterator[None]:
     try:
         yield
     except Exception as err:
-        if is_disk_full(err):
+        if is_disk_full(err) or _nearly_full(Path(path)):
             raise OutOfResources(f"no space left on device while writing {path}") from err
         raise
+
+
+def _nearly_full(path: Path) -> bool:
+    """Whether the disk holding `path` has under 1 MiB left: torch.save reports a full disk
+    only as `unexpected pos`, so a failed write is also judged by the space that is left."""
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    try:
+        return shutil.disk_usage(path).free < 2**20
+    except OSError:
+        return False
 
 
 def known_error(err: BaseException) -> IcegrtError | None:

@@ -211,6 +211,14 @@ def explain(err: BaseException) -> str:
     return lines[0]
 
 
+def check_set(cfg: DictConfig) -> None:
+    """A `???` left in the composed config (`model=hf` without `model.name_or_path`) is an error
+    naming the key, never a silent fallback to a default."""
+    unset = sorted(OmegaConf.missing_keys(cfg))
+    if unset:
+        raise ConfigError(f"{unset[0]}: must be set ({unset[0]}=...)")
+
+
 def validate(stage: str, config_name: str, args: list[str]) -> None:
     """Compose the config for every value combination; raise ConfigError on the first failure."""
     overrides, flags, info = _split_args(args)
@@ -223,9 +231,9 @@ def validate(stage: str, config_name: str, args: list[str]) -> None:
         combos = _combinations(overrides)
         with initialize_config_dir(str(conf_dir()), version_base="1.3", job_name=stage):
             for combo in combos:
-                check_choices(
-                    compose(config_name=name, overrides=combo + extra), STAGES[stage].schema
-                )
+                composed = compose(config_name=name, overrides=combo + extra)
+                check_set(composed)
+                check_choices(composed, STAGES[stage].schema)
     except ConfigError:
         raise
     except Exception as err:  # Hydra raises many error types; all become one line
