@@ -25,7 +25,7 @@ from icegrt_cli.engine.metrics import MetricsLogger, read_metrics
 from icegrt_cli.errors import ConfigError, OutOfResources, reporting_errors
 from tests.cli_helpers import TINY_SFT, icegrt
 
-pytestmark = pytest.mark.slow
+slow = pytest.mark.slow  # runs the real command in a subprocess
 
 HELD = """
 import time
@@ -110,6 +110,7 @@ def uninterrupted(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return cwd / "runs" / "demo" / "sft"
 
 
+@slow
 def test_kill_9_mid_run_then_resume_matches_uninterrupted(
     uninterrupted: Path, tmp_path: Path
 ) -> None:
@@ -125,6 +126,7 @@ def test_kill_9_mid_run_then_resume_matches_uninterrupted(
     _same_as_uninterrupted(out, uninterrupted)
 
 
+@slow
 def test_sigterm_finishes_the_step_saves_and_exits_143(uninterrupted: Path, tmp_path: Path) -> None:
     out = tmp_path / "runs" / "demo" / "sft"
     (tmp_path / "hold").touch()
@@ -163,6 +165,7 @@ transformers.PreTrainedModel.save_pretrained = _full
 """
 
 
+@slow
 def test_disk_full_is_one_line_and_keeps_the_earlier_model(
     uninterrupted: Path, tmp_path: Path
 ) -> None:
@@ -208,6 +211,7 @@ loop._SupervisedJob.step = _nan
 """
 
 
+@slow
 def test_nan_at_a_chosen_step_stops_and_keeps_the_checkpoint_before(tmp_path: Path) -> None:
     proc = _run(NAN_AT_STEP_5, "sft", "run.name=demo", *TINY_SFT, cwd=tmp_path)
     said = _one_error(proc.stderr)
@@ -219,6 +223,7 @@ def test_nan_at_a_chosen_step_stops_and_keeps_the_checkpoint_before(tmp_path: Pa
     assert max(r["step"] for r in read_metrics(out / "metrics.jsonl")) == 4
 
 
+@slow
 def test_torn_metrics_and_partial_checkpoints_are_skipped_on_resume(
     uninterrupted: Path, tmp_path: Path
 ) -> None:
@@ -396,6 +401,7 @@ def test_a_bug_keeps_its_traceback(capsys: pytest.CaptureFixture[str]) -> None:
         _ = 1 / 0
 
 
+@slow
 def test_an_unknown_hub_id_offline_fails_at_once_in_one_line(tmp_path: Path) -> None:
     started = time.monotonic()
     proc = icegrt(
@@ -414,6 +420,7 @@ def test_an_unknown_hub_id_offline_fails_at_once_in_one_line(tmp_path: Path) -> 
     )
 
 
+@slow
 def test_model_hf_without_a_checkpoint_names_the_key(tmp_path: Path) -> None:
     args = ("model=hf", "train.max_steps=1", "run.progress=false")
     proc = icegrt("sft", *args, cwd=tmp_path, check=False)
