@@ -100,7 +100,7 @@ def known_error(err: BaseException) -> IcegrtError | None:
         return OutOfResources(f"no space left on device while writing {where or 'the run folder'}")
     if _is_out_of_memory(err):
         return OutOfResources(f"out of memory ({_first_line(err)}): {OOM_HINT}")
-    if isinstance(err, pickle.UnpicklingError) and "weights_only" in str(err).replace(" ", "_"):
+    if isinstance(err, pickle.UnpicklingError) and "weights only" in str(err).lower():
         return ConfigError(
             "refused to unpickle a file holding more than tensors (torch.load weights_only); "
             "load only files you trust, saved as safetensors"

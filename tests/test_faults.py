@@ -272,6 +272,13 @@ def test_a_checkpoint_counts_only_when_its_manifest_files_all_exist(tmp_path: Pa
     (ckpt.folder / ".step-1.del" / "state.json").write_text("{}")
     assert [p.name for p in ckpt.list()] == ["step-1"]
     assert [p.name for p in ckpt.partial()] == [".step-1.del"]
+    # Without a manifest (an older icegrt's save): not a checkpoint, but not deleted either.
+    shutil.copytree(ckpt.folder / "step-1", ckpt.folder / "step-5")
+    (ckpt.folder / "step-5" / "manifest.json").unlink()
+    assert ckpt.latest().name == "step-1" and [p.name for p in ckpt.unmarked()] == ["step-5"]
+    ckpt.clean_partial()
+    assert (ckpt.folder / "step-5").exists() and ckpt.clear() == 2
+    assert not list(ckpt.folder.iterdir())
 
 
 def test_a_torn_metrics_line_is_dropped_and_reported(tmp_path: Path) -> None:

@@ -89,7 +89,7 @@ class Checkpointer:
 
         Otherwise keep-last-N would keep the old run's higher steps and delete the new ones.
         """
-        found = self.list()
+        found = self.list() + self.unmarked()
         if self.is_main:
             for old in found:
                 _remove(old)
@@ -104,12 +104,25 @@ class Checkpointer:
 
     def partial(self) -> list[Path]:
         """What a killed save or prune left: `.step-N.tmp` / `.step-N.del` folders, and `step-N`
-        folders whose manifest is missing or names a file that is not there."""
+        folders whose manifest names a file that is not there (or not of its size)."""
         if not self.folder.exists():
             return []
         leftovers = [*self.folder.glob(f".{PREFIX}*.tmp"), *self.folder.glob(f".{PREFIX}*.del")]
-        torn = [p for p in self.folder.glob(f"{PREFIX}*") if _step(p) is not None and missing(p)]
+        torn = [
+            p
+            for p in self.folder.glob(f"{PREFIX}*")
+            if _step(p) is not None and (p / MANIFEST).exists() and missing(p)
+        ]
         return sorted(leftovers) + sorted(torn, key=_step)
+
+    def unmarked(self) -> list[Path]:
+        """`step-N` folders without a manifest: saved before manifests existed, or cut short by
+        an older icegrt. Never taken for a checkpoint, and not deleted either, except by the
+        fresh start that clears all checkpoints."""
+        if not self.folder.exists():
+            return []
+        found = [p for p in self.folder.glob(f"{PREFIX}*") if _step(p) is not None]
+        return sorted((p for p in found if not (p / MANIFEST).exists()), key=_step)
 
     def clean_partial(self) -> list[Path]:
         """Delete `partial()` (main process only); return what was there."""

@@ -24,7 +24,7 @@ from typing import Any, Protocol
 import torch
 
 from icegrt_cli.config import RunConfig
-from icegrt_cli.engine.checkpoint import Checkpointer, load_checkpoint
+from icegrt_cli.engine.checkpoint import MANIFEST, Checkpointer, load_checkpoint
 from icegrt_cli.engine.metrics import MetricsLogger
 from icegrt_cli.engine.progress import StepProgress
 from icegrt_cli.engine.runtime import Runtime
@@ -107,6 +107,8 @@ class StepDriver:
         self.checkpoints = Checkpointer(out_dir / "checkpoints", cadence.keep_last, rt.is_main)
         for partial in self.checkpoints.clean_partial():
             rt.print(f"removed {partial}: a checkpoint a kill left unfinished")
+        for folder in self.checkpoints.unmarked():
+            rt.print(f"ignored {folder}: no {MANIFEST}, so not a complete checkpoint")
         self.resume_from = self.checkpoints.resolve(run.resume)
         self.start = 0
 
