@@ -207,12 +207,13 @@ def loading(source: str | Path) -> Iterator[None]:
             "(torch.load weights_only); load only files you trust, or convert them to safetensors"
         ) from err
     except RuntimeError as err:
-        if "size mismatch" not in str(err):
+        lines = [line.strip() for line in str(err).splitlines()]
+        mismatch = [line for line in lines if "size mismatch" in line]
+        if not mismatch and "ignore_mismatched_sizes" not in str(err):
             raise
-        mismatch = next(line.strip() for line in str(err).splitlines() if "size mismatch" in line)
-        raise ConfigError(
-            f"{source}: its weights do not fit its config.json ({mismatch[:200]})"
-        ) from err
+        # transformers 5 logs the mismatched keys in its load report, above this line.
+        detail = mismatch[0][:200] if mismatch else "see the load report above"
+        raise ConfigError(f"{source}: its weights do not fit its config.json ({detail})") from err
 
 
 def load_tokenizer(cfg: ModelConfig) -> PreTrainedTokenizerBase:

@@ -335,7 +335,7 @@ def test_weights_that_do_not_fit_the_config_are_one_line(
     config["intermediate_size"] *= 2
     (folder / "config.json").write_text(json.dumps(config))
     said = _error_of(lambda: _load(folder), capsys)
-    assert f"{folder}: its weights do not fit its config.json (" in said and "mlp" in said
+    assert f"{folder}: its weights do not fit its config.json (" in said
 
 
 def test_a_checkpoint_of_another_model_is_one_line(
