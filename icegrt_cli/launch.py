@@ -212,11 +212,24 @@ def explain(err: BaseException) -> str:
 
 
 def check_set(cfg: DictConfig) -> None:
-    """A `???` left in the composed config (`model=hf` without `model.name_or_path`) is an error
-    naming the key, never a silent fallback to a default."""
-    unset = sorted(OmegaConf.missing_keys(cfg))
+    """A `???` a chosen option leaves open (`model=hf` without `model.name_or_path`) is an
+    error naming the key. OmegaConf keeps the schema's default (None) when it merges `???`, so
+    the chosen option files are read too: the composed config alone would quietly build the
+    default preset instead."""
+    body = OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"])
+    unset = {key: "" for key in sorted(OmegaConf.missing_keys(body))}
+    for slot, option in cfg.hydra.runtime.choices.items():
+        group, _, package = slot.partition("@")
+        path = conf_dir() / group / f"{option}.yaml"
+        if option is None or group.startswith("hydra") or not path.is_file():
+            continue
+        for key in sorted(OmegaConf.missing_keys(OmegaConf.load(path))):
+            full = f"{package or group}.{key}"
+            if OmegaConf.select(body, full) is None:
+                unset.setdefault(full, f" for {slot}={option}")
     if unset:
-        raise ConfigError(f"{unset[0]}: must be set ({unset[0]}=...)")
+        key, why = next(iter(unset.items()))
+        raise ConfigError(f"{key}: must be set{why} ({key}=...)")
 
 
 def validate(stage: str, config_name: str, args: list[str]) -> None:
@@ -231,7 +244,9 @@ def validate(stage: str, config_name: str, args: list[str]) -> None:
         combos = _combinations(overrides)
         with initialize_config_dir(str(conf_dir()), version_base="1.3", job_name=stage):
             for combo in combos:
-                composed = compose(config_name=name, overrides=combo + extra)
+                composed = compose(
+                    config_name=name, overrides=combo + extra, return_hydra_config=True
+                )
                 check_set(composed)
                 check_choices(composed, STAGES[stage].schema)
     except ConfigError:

@@ -119,7 +119,8 @@ def preset_tokenizer_path(vocab_size: int) -> Path:
 def check_model_path(name_or_path: str, key: str = "model.name_or_path") -> None:
     """Before any work: a path-like value that does not exist is a typo, and anything else
     that is not a local folder must be a hub id that the cache or the network can give."""
-    looks_local = name_or_path.startswith((".", "/", "~")) or os.sep in name_or_path.strip("/")
+    # A hub id is `name` or `owner/name`: more slashes than that can only mean a folder.
+    looks_local = name_or_path.startswith((".", "/", "~")) or name_or_path.count("/") > 1
     if looks_local and not Path(name_or_path).expanduser().exists():
         name = Path(name_or_path).name
         hint = f"; bring it with `icegrt model fetch {name}`" if name in REGISTRY_MODELS else ""

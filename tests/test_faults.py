@@ -433,6 +433,7 @@ def test_model_hf_without_a_checkpoint_names_the_key(tmp_path: Path) -> None:
     proc = icegrt("sft", *args, cwd=tmp_path, check=False)
     assert proc.returncode == 2
     assert (
-        _one_error(proc.stderr) == "error: model.name_or_path: must be set (model.name_or_path=...)"
+        _one_error(proc.stderr)
+        == "error: model.name_or_path: must be set for model=hf (model.name_or_path=...)"
     )
     assert not (tmp_path / "runs").exists()
