@@ -7,6 +7,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from icegrt_cli.errors import writing
+
 
 @contextmanager
 def writing_folder(final: Path) -> Iterator[Path]:
@@ -18,12 +20,13 @@ def writing_folder(final: Path) -> Iterator[Path]:
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     try:
-        yield tmp
+        with writing(final):
+            yield tmp
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     shutil.rmtree(old, ignore_errors=True)
-    if final.exists():
+    if final.exists():  # a kill between these renames leaves `.NAME.old`, the earlier folder
         final.rename(old)
     tmp.rename(final)
     shutil.rmtree(old, ignore_errors=True)

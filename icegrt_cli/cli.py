@@ -9,8 +9,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from icegrt_cli.console import print_error
-from icegrt_cli.errors import IcegrtError
+from icegrt_cli.errors import reporting_errors
 from icegrt_cli.launch import launch
 from icegrt_cli.stages.registry import STAGES
 
@@ -248,11 +247,8 @@ def export(
 
 
 def _guarded(action) -> None:
-    try:
+    with reporting_errors():
         action()
-    except IcegrtError as err:
-        print_error(err)
-        raise typer.Exit(getattr(err, "exit_code", 2)) from None
 
 
 def main() -> None:

@@ -49,6 +49,8 @@ class RunConfig:
     records every step."""
     progress: bool = True
     """Live rich progress bar (off for batch jobs with captured logs)."""
+    debug: bool = False
+    """Show the full traceback of an error, not just its one line (also: ICEGRT_DEBUG=1)."""
 
 
 @dataclass

@@ -19,9 +19,9 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from icegrt_cli.console import print_error, print_warning
+from icegrt_cli.console import print_warning
 from icegrt_cli.engine.lock import run_lock
-from icegrt_cli.errors import ConfigError, IcegrtError
+from icegrt_cli.errors import ConfigError, reporting_errors
 from icegrt_cli.schema import check_choices, settings_help
 from icegrt_cli.stages.registry import PIPELINE_ORDER, STAGES, register_configs
 from icegrt_cli.stages.rerun import check_resume
@@ -215,6 +215,27 @@ def explain(err: BaseException) -> str:
     return lines[0]
 
 
+def check_set(cfg: DictConfig) -> None:
+    """A `???` a chosen option leaves open (`model=hf` without `model.name_or_path`) is an
+    error naming the key. OmegaConf keeps the schema's default (None) when it merges `???`, so
+    the chosen option files are read too: the composed config alone would quietly build the
+    default preset instead."""
+    body = OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"])
+    unset = {key: "" for key in sorted(OmegaConf.missing_keys(body))}
+    for slot, option in cfg.hydra.runtime.choices.items():
+        group, _, package = slot.partition("@")
+        path = conf_dir() / group / f"{option}.yaml"
+        if option is None or group.startswith("hydra") or not path.is_file():
+            continue
+        for key in sorted(OmegaConf.missing_keys(OmegaConf.load(path))):
+            full = f"{package or group}.{key}"
+            if OmegaConf.select(body, full) is None:
+                unset.setdefault(full, f" for {slot}={option}")
+    if unset:
+        key, why = next(iter(unset.items()))
+        raise ConfigError(f"{key}: must be set{why} ({key}=...)")
+
+
 def validate(stage: str, config_name: str, args: list[str]) -> None:
     """Compose the config for every value combination; raise ConfigError on the first failure."""
     overrides, flags, info = _split_args(args)
@@ -227,9 +248,11 @@ def validate(stage: str, config_name: str, args: list[str]) -> None:
         combos = _combinations(overrides)
         with initialize_config_dir(str(conf_dir()), version_base="1.3", job_name=stage):
             for combo in combos:
-                check_choices(
-                    compose(config_name=name, overrides=combo + extra), STAGES[stage].schema
+                composed = compose(
+                    config_name=name, overrides=combo + extra, return_hydra_config=True
                 )
+                check_set(composed)
+                check_choices(composed, STAGES[stage].schema)
     except ConfigError:
         raise
     except Exception as err:  # Hydra raises many error types; all become one line
@@ -341,11 +364,8 @@ def launch(stage: str, args: list[str], config_name: str | None = None) -> None:
     check_reruns(stage, config_name, args)
 
     def task(cfg: DictConfig) -> None:
-        try:
+        with reporting_errors(bool(OmegaConf.select(cfg, "run.debug", default=False))):
             run_stage(stage, cfg)
-        except IcegrtError as err:
-            print_error(err)
-            raise SystemExit(getattr(err, "exit_code", 2)) from None
 
     task.__module__ = __name__
     sys.argv = [f"icegrt {stage}", *args]

@@ -10,9 +10,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import pickle
 import shutil
-from collections.abc import Iterable
+import socket
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from urllib.parse import urlparse
 
 import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
@@ -113,12 +117,104 @@ def preset_tokenizer_path(vocab_size: int) -> Path:
 
 
 def check_model_path(name_or_path: str, key: str = "model.name_or_path") -> None:
-    """A path-like value that does not exist is a typo, not a hub id: say so before any work."""
-    looks_local = name_or_path.startswith((".", "/", "~")) or os.sep in name_or_path.strip("/")
+    """Before any work: a path-like value that does not exist is a typo, and anything else
+    that is not a local folder must be a hub id that the cache or the network can give."""
+    # A hub id is `name` or `owner/name`: more slashes than that can only mean a folder.
+    looks_local = name_or_path.startswith((".", "/", "~")) or name_or_path.count("/") > 1
     if looks_local and not Path(name_or_path).expanduser().exists():
         name = Path(name_or_path).name
         hint = f"; bring it with `icegrt model fetch {name}`" if name in REGISTRY_MODELS else ""
         raise ConfigError(f"{key}: no such model folder '{name_or_path}'{hint}")
+    if not Path(name_or_path).expanduser().exists():
+        _check_hub_id(name_or_path, key)
+
+
+def _check_hub_id(name: str, key: str) -> None:
+    """Fail at once, not after a minute of download retries, when a hub id cannot be had."""
+    from huggingface_hub import constants
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    try:
+        validate_repo_id(name)
+    except HFValidationError:
+        raise ConfigError(f"{key}: '{name}' is neither a local folder nor a hub id") from None
+    if (Path(constants.HF_HUB_CACHE) / f"models--{name.replace('/', '--')}").is_dir():
+        return
+    offline = constants.HF_HUB_OFFLINE or os.environ.get("TRANSFORMERS_OFFLINE", "") in TRUE
+    if offline or not _hub_reachable(constants.ENDPOINT):
+        raise ConfigError(
+            f"{key}: {name} was taken for a hub id; it is not a local folder and no network "
+            "or cache has it"
+        )
+
+
+TRUE = ("1", "true", "yes", "on", "ON", "TRUE", "YES")
+
+
+def _hub_reachable(endpoint: str, timeout: float = 3.0) -> bool:
+    """Whether a connection to the hub opens within `timeout` (assumed through a proxy)."""
+    if any(os.environ.get(v) for v in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
+        return True
+    url = urlparse(endpoint)
+    port = url.port or (443 if url.scheme == "https" else 80)
+    try:
+        socket.create_connection((url.hostname, port), timeout=timeout).close()
+    except OSError:
+        return False
+    return True
+
+
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json")
+WEIGHT_FILES = ("*.safetensors", "pytorch_model*.bin", "*.safetensors.index.json")
+
+
+def check_model_folder(path: str | Path, key: str, tokenizer: bool = False) -> None:
+    """A local model folder holds a config and weights (or a tokenizer): say which is missing
+    in one line instead of transformers' guess at what was meant."""
+    folder = Path(path).expanduser()
+    if not folder.is_dir():
+        return  # a hub id: checked by check_model_path
+    if tokenizer:
+        if not any((folder / name).exists() for name in TOKENIZER_FILES):
+            raise ConfigError(
+                f"{key}: {folder} has no tokenizer ({', '.join(TOKENIZER_FILES[:2])}); copy "
+                "the tokenizer files in, or name them with model.tokenizer"
+            )
+        return
+    if not (folder / "config.json").exists():
+        raise ConfigError(f"{key}: {folder} is not a model folder (no config.json)")
+    if not any(next(folder.glob(pattern), None) for pattern in WEIGHT_FILES):
+        raise ConfigError(
+            f"{key}: {folder} has no weights (*.safetensors or pytorch_model.bin); was its "
+            "save interrupted?"
+        )
+
+
+@contextmanager
+def loading(source: str | Path) -> Iterator[None]:
+    """One line naming `source` for the ways a checkpoint can refuse to load."""
+    try:
+        yield
+    except ValueError as err:
+        if "trust_remote_code" not in str(err):
+            raise
+        raise ConfigError(
+            f"{source} ships its own Python code; icegrt runs it only with "
+            "model.trust_remote_code=true (read that code first)"
+        ) from err
+    except pickle.UnpicklingError as err:
+        raise ConfigError(
+            f"{source}: refused to unpickle its weights, which hold more than tensors "
+            "(torch.load weights_only); load only files you trust, or convert them to safetensors"
+        ) from err
+    except RuntimeError as err:
+        lines = [line.strip() for line in str(err).splitlines()]
+        mismatch = [line for line in lines if "size mismatch" in line]
+        if not mismatch and "ignore_mismatched_sizes" not in str(err):
+            raise
+        # transformers 5 logs the mismatched keys in its load report, above this line.
+        detail = mismatch[0][:200] if mismatch else "see the load report above"
+        raise ConfigError(f"{source}: its weights do not fit its config.json ({detail})") from err
 
 
 def load_tokenizer(cfg: ModelConfig) -> PreTrainedTokenizerBase:
@@ -127,8 +223,11 @@ def load_tokenizer(cfg: ModelConfig) -> PreTrainedTokenizerBase:
     if source is None:
         source = str(preset_tokenizer_path(cfg.vocab_size))
     else:
-        check_model_path(source, "model.tokenizer" if cfg.tokenizer else "model.name_or_path")
-    tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=cfg.trust_remote_code)
+        key = "model.tokenizer" if cfg.tokenizer else "model.name_or_path"
+        check_model_path(source, key)
+        check_model_folder(source, key, tokenizer=True)
+    with loading(source):
+        tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=cfg.trust_remote_code)
     if cfg.chat_template:
         tokenizer.chat_template = cfg.chat_template
     if tokenizer.chat_template is None:
@@ -229,7 +328,9 @@ def _prepare(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> PreT
 
 def checkpoint_context_length(path: str | Path, cfg: ModelConfig) -> int:
     """`context_length` of the checkpoint in `path`, read from its config alone."""
-    return context_length(AutoConfig.from_pretrained(path, trust_remote_code=cfg.trust_remote_code))
+    with loading(path):
+        config = AutoConfig.from_pretrained(path, trust_remote_code=cfg.trust_remote_code)
+    return context_length(config)
 
 
 def context_length(config: PretrainedConfig, fallback: int = 2048) -> int:
@@ -244,16 +345,18 @@ def context_length(config: PretrainedConfig, fallback: int = 2048) -> int:
 def load_causal_lm(
     path: str | Path, cfg: ModelConfig, tokenizer: PreTrainedTokenizerBase
 ) -> PreTrainedModel:
-    config = without_dropout(
-        AutoConfig.from_pretrained(path, trust_remote_code=cfg.trust_remote_code)
-    )
-    model = AutoModelForCausalLM.from_pretrained(
-        path,
-        config=config,
-        dtype=torch_dtype(cfg.dtype),
-        trust_remote_code=cfg.trust_remote_code,
-        **({"attn_implementation": cfg.attn_implementation} if cfg.attn_implementation else {}),
-    )
+    check_model_folder(path, "model.name_or_path")
+    with loading(path):
+        config = without_dropout(
+            AutoConfig.from_pretrained(path, trust_remote_code=cfg.trust_remote_code)
+        )
+        model = AutoModelForCausalLM.from_pretrained(
+            path,
+            config=config,
+            dtype=torch_dtype(cfg.dtype),
+            trust_remote_code=cfg.trust_remote_code,
+            **({"attn_implementation": cfg.attn_implementation} if cfg.attn_implementation else {}),
+        )
     if cfg.gradient_checkpointing:
         model.gradient_checkpointing_enable()
     return _prepare(model, tokenizer)
@@ -266,15 +369,17 @@ def load_scalar_model(
 
     From a causal-LM folder the head is new; from a reward-model folder it is loaded.
     """
-    config = without_dropout(
-        AutoConfig.from_pretrained(path, trust_remote_code=cfg.trust_remote_code)
-    )
-    config.num_labels = 1
-    config.pad_token_id = tokenizer.pad_token_id
-    model = AutoModelForSequenceClassification.from_pretrained(
-        path,
-        config=config,
-        dtype=torch_dtype(cfg.dtype),
-        trust_remote_code=cfg.trust_remote_code,
-    )
+    check_model_folder(path, "model.name_or_path")
+    with loading(path):
+        config = without_dropout(
+            AutoConfig.from_pretrained(path, trust_remote_code=cfg.trust_remote_code)
+        )
+        config.num_labels = 1
+        config.pad_token_id = tokenizer.pad_token_id
+        model = AutoModelForSequenceClassification.from_pretrained(
+            path,
+            config=config,
+            dtype=torch_dtype(cfg.dtype),
+            trust_remote_code=cfg.trust_remote_code,
+        )
     return _prepare(model, tokenizer)

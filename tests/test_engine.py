@@ -158,7 +158,10 @@ def test_a_failed_folder_write_leaves_the_earlier_folder_as_it_was(tmp_path: Pat
     final = tmp_path / "model"
     with writing_folder(final) as folder:
         (folder / "weights").write_text("first")
-    with pytest.raises(OSError, match="No space left"), writing_folder(final) as folder:
+    from icegrt_cli.errors import OutOfResources
+
+    full = f"no space left on device while writing {final}$"
+    with pytest.raises(OutOfResources, match=full), writing_folder(final) as folder:
         (folder / "weights").write_text("second, half")
         raise OSError(28, "No space left on device")
     assert (final / "weights").read_text() == "first"

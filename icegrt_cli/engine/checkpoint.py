@@ -1,12 +1,15 @@
 """Complete, atomic checkpoints: weights, optimizers, schedulers, RNG and stage state.
 
-A checkpoint folder is written under a temporary name and renamed when complete, so a run
-killed while saving never leaves a half-written `step-N` behind for resume to trip on.
+A checkpoint folder is written under a temporary name and renamed when complete, and only a
+`step-N` whose own manifest lists files that all exist counts: a run killed while saving or
+while pruning never leaves something resume would take for a checkpoint. Old checkpoints are
+renamed out of the way before they are deleted, for the same reason.
 """
 
 from __future__ import annotations
 
 import json
+import pickle
 import random
 import shutil
 from pathlib import Path
@@ -15,11 +18,13 @@ from typing import Any
 import torch
 from safetensors.torch import load_model, save_model
 
-from icegrt_cli.errors import ConfigError
+from icegrt_cli.errors import ConfigError, writing
 
 PREFIX = "step-"
 SETTINGS = "settings"
 """state.json key holding the stage's composed settings, which a resume is compared with."""
+MANIFEST = "manifest.json"
+"""Written last into a checkpoint: the name and size of every other file in it."""
 
 
 def rng_state() -> dict[str, Any]:
@@ -58,37 +63,76 @@ class Checkpointer:
         tmp = self.folder / f".{PREFIX}{step}.tmp"
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
-        for name, module in modules.items():
-            save_model(module, str(tmp / f"{name}.safetensors"))
-        tensors = {name: obj.state_dict() for name, obj in stateful.items()}
-        tensors["rng"] = rng_state()
-        torch.save(tensors, tmp / "state.pt")
-        (tmp / "state.json").write_text(json.dumps({"step": step, **state}, indent=2))
-        shutil.rmtree(final, ignore_errors=True)
+        try:
+            with writing(final):
+                for name, module in modules.items():
+                    save_model(module, str(tmp / f"{name}.safetensors"))
+                tensors = {name: obj.state_dict() for name, obj in stateful.items()}
+                tensors["rng"] = rng_state()
+                torch.save(tensors, tmp / "state.pt")
+                (tmp / "state.json").write_text(json.dumps({"step": step, **state}, indent=2))
+                files = {p.name: p.stat().st_size for p in sorted(tmp.iterdir())}
+                (tmp / MANIFEST).write_text(json.dumps({"step": step, "files": files}, indent=2))
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        if final.exists():
+            _remove(final)
         tmp.rename(final)
         self._prune()
         return final
 
     def _prune(self) -> None:
         for old in self.list()[: -self.keep_last] if self.keep_last > 0 else []:
-            shutil.rmtree(old, ignore_errors=True)
+            _remove(old)
 
     def clear(self) -> int:
         """Remove an earlier run's checkpoints before a fresh start in the same folder.
 
         Otherwise keep-last-N would keep the old run's higher steps and delete the new ones.
         """
-        found = self.list()
+        found = self.list() + self.unmarked()
         if self.is_main:
             for old in found:
-                shutil.rmtree(old, ignore_errors=True)
+                _remove(old)
         return len(found)
 
     def list(self) -> list[Path]:
+        """The complete checkpoints, oldest first."""
         if not self.folder.exists():
             return []
-        found = [p for p in self.folder.glob(f"{PREFIX}*") if (p / "state.json").exists()]
-        return sorted(found, key=lambda p: int(p.name[len(PREFIX) :]))
+        found = [p for p in self.folder.glob(f"{PREFIX}*") if _step(p) is not None]
+        return sorted((p for p in found if not missing(p)), key=_step)
+
+    def partial(self) -> list[Path]:
+        """What a killed save or prune left: `.step-N.tmp` / `.step-N.del` folders, and `step-N`
+        folders whose manifest names a file that is not there (or not of its size)."""
+        if not self.folder.exists():
+            return []
+        leftovers = [*self.folder.glob(f".{PREFIX}*.tmp"), *self.folder.glob(f".{PREFIX}*.del")]
+        torn = [
+            p
+            for p in self.folder.glob(f"{PREFIX}*")
+            if _step(p) is not None and (p / MANIFEST).exists() and missing(p)
+        ]
+        return sorted(leftovers) + sorted(torn, key=_step)
+
+    def unmarked(self) -> list[Path]:
+        """`step-N` folders without a manifest: saved before manifests existed, or cut short by
+        an older icegrt. Never taken for a checkpoint, and not deleted either, except by the
+        fresh start that clears all checkpoints."""
+        if not self.folder.exists():
+            return []
+        found = [p for p in self.folder.glob(f"{PREFIX}*") if _step(p) is not None]
+        return sorted((p for p in found if not (p / MANIFEST).exists()), key=_step)
+
+    def clean_partial(self) -> list[Path]:
+        """Delete `partial()` (main process only); return what was there."""
+        found = self.partial()
+        if self.is_main:
+            for path in found:
+                shutil.rmtree(path, ignore_errors=True)
+        return found
 
     def latest(self) -> Path | None:
         found = self.list()
@@ -104,20 +148,66 @@ class Checkpointer:
                 raise ConfigError(f"run.resume=latest: no checkpoint under {self.folder}")
             return found
         path = Path(resume)
-        if not (path / "state.json").exists():
-            raise ConfigError(f"run.resume: '{resume}' is not a checkpoint folder (no state.json)")
+        lacking = missing(path)
+        if lacking:
+            raise ConfigError(
+                f"run.resume: '{resume}' is not a complete checkpoint (missing {lacking[0]})"
+            )
         return path
+
+
+def missing(path: Path) -> list[str]:
+    """What a checkpoint folder lacks: its manifest, or files the manifest lists (by size)."""
+    try:
+        files = json.loads((path / MANIFEST).read_text())["files"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return [MANIFEST]
+    return [name for name, size in files.items() if _size(path / name) != size]
+
+
+def _size(path: Path) -> int | None:
+    try:
+        return path.stat().st_size if path.is_file() else None
+    except OSError:  # deleted under us (another process cleaning up)
+        return None
+
+
+def _step(path: Path) -> int | None:
+    number = path.name[len(PREFIX) :]
+    return int(number) if path.name.startswith(PREFIX) and number.isdigit() else None
+
+
+def _remove(path: Path) -> None:
+    """Rename, then delete: a prune killed half-way leaves a `.step-N.del` folder, never a
+    `step-N` with some of its files gone."""
+    trash = path.with_name(f".{path.name}.del")
+    shutil.rmtree(trash, ignore_errors=True)
+    path.rename(trash)
+    shutil.rmtree(trash, ignore_errors=True)
 
 
 def load_checkpoint(
     path: Path, modules: dict[str, torch.nn.Module], stateful: dict[str, Any]
 ) -> dict[str, Any]:
     """Restore weights, optimizer/scheduler states and RNG; return the JSON stage state."""
-    for name, module in modules.items():
-        load_model(module, str(path / f"{name}.safetensors"))
-    tensors = torch.load(path / "state.pt", weights_only=True)
-    for name, obj in stateful.items():
-        obj.load_state_dict(tensors[name])
+    try:
+        for name, module in modules.items():
+            load_model(module, str(path / f"{name}.safetensors"))
+        tensors = torch.load(path / "state.pt", weights_only=True)
+        for name, obj in stateful.items():
+            obj.load_state_dict(tensors[name])
+    except pickle.UnpicklingError as err:
+        raise ConfigError(
+            f"run.resume: {path / 'state.pt'} holds more than tensors; icegrt loads it only "
+            "with torch.load(weights_only=True) and refused it"
+        ) from err
+    except (RuntimeError, ValueError, KeyError) as err:
+        if isinstance(err, torch.OutOfMemoryError):
+            raise
+        raise ConfigError(
+            f"run.resume: checkpoint {path} does not fit this model ({_mismatch(err)}); it was "
+            "saved with other model settings: resume with those, or start afresh"
+        ) from err
     set_rng_state(tensors["rng"])
     return json.loads((path / "state.json").read_text())
 
@@ -125,3 +215,11 @@ def load_checkpoint(
 def checkpoint_settings(path: Path) -> dict[str, Any] | None:
     """The composed stage settings a checkpoint was made with; None for older checkpoints."""
     return json.loads((path / "state.json").read_text()).get(SETTINGS)
+
+
+def _mismatch(err: BaseException) -> str:
+    """The telling line of a load_state_dict error (its first line only names the class)."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    telling = [line for line in lines if not line.endswith(":")] or lines or [repr(err)]
+    text = telling[0]
+    return text if len(text) <= 200 else text[:197] + "..."

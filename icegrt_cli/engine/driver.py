@@ -6,7 +6,8 @@ resume (or clearing an earlier run's checkpoints), the log / evaluation / save c
 stop-after, interrupts, metrics and progress.
 
 Ctrl-C never tears a step: the first one lets the step in flight finish, saves it and exits
-with a resume hint; a second one stops at once, leaving the last complete checkpoint.
+with a resume hint; a second one stops at once, leaving the last complete checkpoint. SIGTERM,
+which SLURM and other schedulers send before they kill a job, is treated the same way (exit 143).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from typing import Any, Protocol
 import torch
 
 from icegrt_cli.config import RunConfig
-from icegrt_cli.engine.checkpoint import SETTINGS, Checkpointer, load_checkpoint
+from icegrt_cli.engine.checkpoint import MANIFEST, SETTINGS, Checkpointer, load_checkpoint
 from icegrt_cli.engine.metrics import MetricsLogger
 from icegrt_cli.engine.progress import StepProgress
 from icegrt_cli.engine.runtime import Runtime
@@ -113,6 +114,10 @@ class StepDriver:
         """The stage's composed settings, kept in every checkpoint so that a resume with other
         settings can be refused (`icegrt_cli.stages.rerun`)."""
         self.checkpoints = Checkpointer(out_dir / "checkpoints", cadence.keep_last, rt.is_main)
+        for partial in self.checkpoints.clean_partial():
+            rt.print(f"removed {partial}: a checkpoint a kill left unfinished")
+        for folder in self.checkpoints.unmarked():
+            rt.print(f"ignored {folder}: no {MANIFEST}, so not a complete checkpoint")
         self.resume_from = self.checkpoints.resolve(run.resume)
         self.start = 0
 
@@ -139,6 +144,7 @@ class StepDriver:
             rt.is_main,
             self.run_cfg.tensorboard,
             resume_step=self.start if self.resume_from else None,
+            warn=rt.print,
         )
         step = self.start
         result = DriveResult(steps=step)
@@ -164,11 +170,12 @@ class StepDriver:
 
         window = _Window()
         show = self.run_cfg.progress and rt.is_main
+        interrupt = _Interrupt(rt)
         try:
             if step == 0:
                 result.first_eval = evaluate()
             with (
-                _deferred_interrupt(rt) as interrupt,
+                _deferred_interrupt(interrupt),
                 StepProgress(rt.console, self.title, cadence.total, step, show) as bar,
             ):
                 while step < cadence.total:
@@ -197,15 +204,17 @@ class StepDriver:
                     if more and interrupt.agreed():
                         save()
                         raise RunInterrupted(
-                            f"interrupted after step {step}; checkpoint saved in "
+                            f"{interrupt.cause} after step {step}; checkpoint saved in "
                             f"{self.checkpoints.latest()}: rerun with run.resume=latest to "
-                            "continue"
+                            "continue",
+                            interrupt.exit_code,
                         )
             result.last_eval = evaluate()
         except KeyboardInterrupt as again:
             raise RunInterrupted(
                 f"stopped at once during step {step + 1}; the last complete checkpoint is "
-                f"{self.checkpoints.latest() or 'none'} (run.resume=latest continues from it)"
+                f"{self.checkpoints.latest() or 'none'} (run.resume=latest continues from it)",
+                interrupt.exit_code,
             ) from again
         finally:
             logger.close()
@@ -242,16 +251,23 @@ class _Window:
 
 
 class _Interrupt:
+    SIGNALS = {signal.SIGINT: "interrupted", signal.SIGTERM: "terminated (SIGTERM)"}
+
     def __init__(self, rt: Runtime) -> None:
         self.rt = rt
         self.requested = False
+        self.cause = "interrupted"
+        self.exit_code = 130
+        """128 + the first signal's number: 130 for Ctrl-C, 143 for SIGTERM."""
 
-    def handle(self, _signum: int, _frame: Any) -> None:
+    def handle(self, signum: int, _frame: Any) -> None:
         if self.requested:
             raise KeyboardInterrupt
         self.requested = True
+        self.cause = self.SIGNALS.get(signum, "interrupted")
+        self.exit_code = 128 + signum
         self.rt.console.print(
-            "[yellow]interrupt: finishing this step, then saving "
+            f"[yellow]{self.cause}: finishing this step, then saving "
             "(Ctrl-C again to stop at once)[/yellow]"
         )
 
@@ -264,15 +280,16 @@ class _Interrupt:
 
 
 @contextmanager
-def _deferred_interrupt(rt: Runtime) -> Iterator[_Interrupt]:
-    """Turn SIGINT into a request the driver acts on between steps (main thread only: signal
-    handlers cannot be set elsewhere, and there Ctrl-C stays a plain KeyboardInterrupt)."""
-    interrupt = _Interrupt(rt)
+def _deferred_interrupt(interrupt: _Interrupt) -> Iterator[None]:
+    """Turn SIGINT and SIGTERM into a request the driver acts on between steps (main thread
+    only: signal handlers cannot be set elsewhere, and there Ctrl-C stays a plain
+    KeyboardInterrupt)."""
     if threading.current_thread() is not threading.main_thread():
-        yield interrupt
+        yield
         return
-    previous = signal.signal(signal.SIGINT, interrupt.handle)
+    previous = {signum: signal.signal(signum, interrupt.handle) for signum in _Interrupt.SIGNALS}
     try:
-        yield interrupt
+        yield
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +13,7 @@ class MetricsLogger:
     """Append `{"step": N, "<namespace>/<name>": value, ...}` records to metrics.jsonl.
 
     On resume, records past the checkpoint's step are dropped first, so a resumed run's file
-    reads the same as an uninterrupted one.
+    reads the same as an uninterrupted one; so is a line a kill cut short (reported by `warn`).
     """
 
     def __init__(
@@ -21,6 +22,7 @@ class MetricsLogger:
         enabled: bool = True,
         tensorboard: bool = False,
         resume_step: int | None = None,
+        warn: Callable[[str], None] = print,
     ) -> None:
         self.path = out_dir / "metrics.jsonl"
         self.enabled = enabled
@@ -31,20 +33,19 @@ class MetricsLogger:
         if resume_step is None:
             self.path.write_text("")
         else:
-            self._truncate_after(resume_step)
+            self._truncate_after(resume_step, warn)
         if tensorboard:
             from torch.utils.tensorboard import SummaryWriter
 
             self._writer = SummaryWriter(log_dir=str(out_dir / "tensorboard"))
 
-    def _truncate_after(self, step: int) -> None:
+    def _truncate_after(self, step: int, warn: Callable[[str], None]) -> None:
         if not self.path.exists():
             return
-        kept = [
-            line
-            for line in self.path.read_text().splitlines()
-            if line.strip() and json.loads(line).get("step", 0) <= step
-        ]
+        records, torn = _parse(self.path)
+        for number in torn:
+            warn(f"{self.path}:{number}: skipped a torn line (a run killed while writing it)")
+        kept = [json.dumps(r) for r in records if r.get("step", 0) <= step]
         self.path.write_text("".join(line + "\n" for line in kept))
 
     def log(self, step: int, metrics: dict[str, Any]) -> None:
@@ -72,6 +73,23 @@ def _plain(value: Any) -> Any:
 
 
 def read_metrics(path: Path) -> list[dict[str, Any]]:
-    """Records of a metrics.jsonl file, in order."""
+    """Records of a metrics.jsonl file, in order (without lines a kill cut short)."""
+    return _parse(path)[0]
+
+
+def _parse(path: Path) -> tuple[list[dict[str, Any]], list[int]]:
+    """(the records, the numbers of the lines that are not a JSON object)."""
+    records, torn = [], []
     with open(path, encoding="utf-8") as handle:
-        return [json.loads(line) for line in handle if line.strip()]
+        for number, line in enumerate(handle, 1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except ValueError:
+                record = None
+            if isinstance(record, dict):
+                records.append(record)
+            else:
+                torn.append(number)
+    return records, torn
