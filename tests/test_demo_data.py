@@ -13,19 +13,19 @@ from pathlib import Path
 
 import pytest
 
-from icegrt_cli.data.demo import POLICIES, DemoConfig, demo_file, generate_demo, gold_score
-from icegrt_cli.data.demo.ads import sample_ad
-from icegrt_cli.data.demo.answers import ideal_response
-from icegrt_cli.data.demo.bundle import BUNDLE_DIR, PARTS
-from icegrt_cli.data.demo.general import (
+from icegrt_cli.demo import POLICIES, DemoConfig, demo_file, generate_demo, gold_score
+from icegrt_cli.demo.ads import sample_ad
+from icegrt_cli.demo.answers import ideal_response
+from icegrt_cli.demo.bundle import BUNDLE_DIR, PARTS
+from icegrt_cli.demo.general import (
     ATTRIBUTES,
     FACT_CHECKS,
     FACT_QUESTIONS,
     WORLD,
     general_correct,
 )
-from icegrt_cli.data.demo.negatives import KINDS, eligible_kinds, rejected_answer
-from icegrt_cli.data.demo.policies import CATEGORIES, PRODUCTS, phrase_pool
+from icegrt_cli.demo.negatives import KINDS, eligible_kinds, rejected_answer
+from icegrt_cli.demo.policies import CATEGORIES, PRODUCTS, phrase_pool
 
 SMALL = DemoConfig(
     n_sft=200, n_general_sft=120, n_pairs=150, n_prompts=100, n_test=60, n_general_test=40

@@ -4,13 +4,13 @@
 `generate_demo` writes a fresh one. See CARD.md next to the bundled files for the numbers.
 """
 
-from icegrt_cli.data.demo.answers import ideal_response
-from icegrt_cli.data.demo.bundle import PARTS, demo_file
-from icegrt_cli.data.demo.config import DemoConfig
-from icegrt_cli.data.demo.general import general_correct
-from icegrt_cli.data.demo.generator import generate_demo
-from icegrt_cli.data.demo.gold import GoldScore, gold_score, parse_answer
-from icegrt_cli.data.demo.policies import POLICIES, POLICY_BY_CODE, Policy
+from icegrt_cli.demo.answers import ideal_response
+from icegrt_cli.demo.bundle import PARTS, demo_file
+from icegrt_cli.demo.config import DemoConfig
+from icegrt_cli.demo.general import general_correct
+from icegrt_cli.demo.generator import generate_demo
+from icegrt_cli.demo.gold import GoldScore, gold_score, parse_answer
+from icegrt_cli.demo.policies import POLICIES, POLICY_BY_CODE, Policy
 
 __all__ = [
     "PARTS",
