@@ -1,0 +1,127 @@
+"""The judge interface: import strings resolved with one-line errors, a user's judge scoring an
+eval task and PPO's gold figures, the demo's judges reached only by name."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from icegrt_cli.config import TaskConfig
+from icegrt_cli.errors import ConfigError, DataError
+from icegrt_cli.eval import runner
+from icegrt_cli.eval.tasks import load_task
+from icegrt_cli.judges import JUDGE_FIELD, Judgement, as_judgement, judge_records, resolve_judge
+from icegrt_cli.plugins import DEMO_AD_JUDGE, DEMO_GENERAL_JUDGE
+
+HERE = "tests.test_judges"
+
+
+def keyword_judge(response: str, record: dict) -> Judgement:
+    """A user's rubric: the share of the record's keywords the response mentions."""
+    words = record["keywords"]
+    found = [w for w in words if w in response]
+    return Judgement(len(found) / len(words), {"mentions": float(len(found)), "short": 1.0})
+
+
+def exact_judge(response: str, record: dict) -> float | None:
+    """A bare number, or None for a record without an answer."""
+    return None if "answer" not in record else float(response == record["answer"])
+
+
+NOT_A_FUNCTION = 3
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ("tests.no_such_module:score", "task.x.judge: no module 'tests.no_such_module'"),
+        (f"{HERE}:no_such_judge", f"module '{HERE}' has no attribute 'no_such_judge'"),
+        (f"{HERE}:NOT_A_FUNCTION", f"'{HERE}:NOT_A_FUNCTION' is a int, not a function"),
+        ("tests.test_judges.keyword_judge", "is not an import string of the form pkg.module:name"),
+    ],
+)
+def test_a_bad_judge_string_is_a_one_line_config_error(spec: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message) as err:
+        resolve_judge(spec, "task.x.judge")
+    assert "\n" not in str(err.value)
+
+
+def test_a_good_string_resolves_and_numbers_become_judgements() -> None:
+    judge = resolve_judge(f"{HERE}:exact_judge", "k")
+    assert judge("4", {"answer": "4"}) == Judgement(1.0, {})
+    assert judge("4", {}) is None
+    ad = resolve_judge(DEMO_AD_JUDGE, "k")
+    record = {"gold": {"verdict": "approve", "violations": [], "near_misses": []}}
+    judged = ad("Verdict: approve\nAnalysis: no policy applies.", record)
+    assert judged.score == 1.0 and set(judged.parts) == {
+        "verdict_acc",
+        "recall",
+        "evidence",
+        "hallucinated",
+        "format",
+    }
+    assert resolve_judge(DEMO_GENERAL_JUDGE, "k")(" Kesk.", {"answer": "Kesk"}).score == 1.0
+
+
+def test_a_judge_returning_something_else_is_named() -> None:
+    with pytest.raises(ConfigError, match=f"judge {HERE}:keyword_judge: returned str"):
+        as_judgement("good", f"{HERE}:keyword_judge")
+
+
+def test_gold_figures_follow_each_records_judge() -> None:
+    records = [
+        {"prompt": "a", "keywords": ["x", "y"], JUDGE_FIELD: f"{HERE}:keyword_judge"},
+        {"prompt": "b", "keywords": ["x"], JUDGE_FIELD: f"{HERE}:keyword_judge"},
+        {"prompt": "c"},  # from a source with no judge: left out
+    ]
+    figures = judge_records(["x", "y", "x y"], records)
+    assert figures == {"gold": (0.5 + 0.0) / 2, "gold_mentions": 0.5, "gold_short": 1.0}
+    assert judge_records(["x"], [{"prompt": "c"}]) == {}
+
+
+def write_task(tmp_path: Path) -> Path:
+    path = tmp_path / "task.jsonl"
+    rows = [
+        {"id": "one", "prompt": "Name two colours.", "keywords": ["red", "blue"]},
+        {"id": "two", "prompt": "Name a fruit.", "keywords": ["apple"]},
+        {"prompt": "Name a pet.", "keywords": ["cat"], "reference": "a cat"},
+    ]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def test_a_users_judge_scores_an_eval_task(tmp_path: Path, monkeypatch) -> None:
+    cfg = TaskConfig(format="judged", path=str(write_task(tmp_path)), judge=f"{HERE}:keyword_judge")
+    task = load_task("colours", cfg, limit=None, seed=0)
+    assert task.metrics == ["score", "reward"] and task.items[2].target == "a cat"
+    answers = ["red and green", "apple", "a dog"]
+    # The model's part is replaced by fixed answers: what is tested is the scoring path.
+    monkeypatch.setattr(runner, "encode_prompt", lambda tokenizer, query: [0])
+    monkeypatch.setattr(runner, "generate", lambda *args, **kwargs: answers)
+    lm, settings = runner.LoadedModel(None, None, 64), runner.Settings(2, 8)
+    done = runner.run_task(task, lm, settings, None, lambda name: None)
+    assert done.values == {"score": pytest.approx((0.5 + 1.0 + 0.0) / 3)}
+    assert done.predictions[0]["metrics"] == {"score": 0.5, "mentions": 1.0, "short": 1.0}
+    # A judge's parts may be asked for by name; they are known only once it has judged.
+    cfg.metrics = ["mentions", "score"]
+    done = runner.run_task(load_task("c", cfg, None, 0), lm, settings, None, lambda name: None)
+    assert done.values == {"mentions": pytest.approx(2 / 3), "score": pytest.approx(0.5)}
+
+
+def test_judge_config_errors_name_the_task_key(tmp_path: Path) -> None:
+    path = str(write_task(tmp_path))
+    with pytest.raises(ConfigError, match="task.t.judge: the judged format needs a judge"):
+        load_task("t", TaskConfig(format="judged", path=path), None, 0)
+    with pytest.raises(ConfigError, match="task.t.judge: no module 'nope'"):
+        load_task("t", TaskConfig(format="judged", path=path, judge="nope:f"), None, 0)
+    with pytest.raises(ConfigError, match="task.t.judge: the gsm8k format is not scored by"):
+        load_task("t", TaskConfig(format="gsm8k", path=path, judge=f"{HERE}:exact_judge"), None, 0)
+
+
+def test_a_record_the_judge_cannot_score_is_a_data_error(tmp_path: Path) -> None:
+    cfg = TaskConfig(format="judged", path=str(write_task(tmp_path)), judge=f"{HERE}:exact_judge")
+    task = load_task("t", cfg, None, 0)
+    with pytest.raises(DataError, match="item one: judge tests.test_judges:exact_judge found"):
+        task.score("red", task.items[0])
