@@ -125,3 +125,22 @@ def test_a_record_the_judge_cannot_score_is_a_data_error(tmp_path: Path) -> None
     task = load_task("t", cfg, None, 0)
     with pytest.raises(DataError, match="item one: judge tests.test_judges:exact_judge found"):
         task.score("red", task.items[0])
+
+
+def test_the_readme_overrides_that_plug_in_a_judge_compose() -> None:
+    from hydra import compose, initialize_config_dir
+
+    from icegrt_cli.launch import conf_dir, register_resolvers
+    from icegrt_cli.stages.registry import register_configs
+
+    register_configs()
+    register_resolvers()
+    task = "{format: judged, path: r.jsonl, judge: my_pkg.rubric:score, metrics: [score, hits]}"
+    with initialize_config_dir(str(conf_dir()), version_base="1.3"):
+        cfg = compose(config_name="eval", overrides=[f"+task.rubric={task}", "tasks=[rubric]"])
+        assert cfg.task.rubric.judge == "my_pkg.rubric:score" and cfg.task.rubric.limit is None
+        assert cfg.task.ad_moderation.judge == DEMO_AD_JUDGE
+        source = ["data=jsonl", "data.sources.0.path=p.jsonl", "data.sources.0.judge=m:f"]
+        assert compose(config_name="ppo", overrides=source).data.sources[0].judge == "m:f"
+        demo = compose(config_name="ppo").data.sources[0]
+        assert (demo.kind, demo.judge) == ("demo", DEMO_AD_JUDGE)
