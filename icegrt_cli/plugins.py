@@ -44,7 +44,7 @@ def _load(module_name: str, attribute: str, key: str) -> Any:
         # dependency inside it is a real error and keeps its traceback.
         if err.name is None or not (module_name + ".").startswith(err.name + "."):
             raise
-        raise ConfigError(f"{key}: no module '{module_name}' ({err})") from None
+        raise ConfigError(f"{key}: no module '{module_name}'") from None
     obj = module
     for part in attribute.split("."):
         if not hasattr(obj, part):
