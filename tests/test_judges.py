@@ -144,3 +144,27 @@ def test_the_readme_overrides_that_plug_in_a_judge_compose() -> None:
         assert compose(config_name="ppo", overrides=source).data.sources[0].judge == "m:f"
         demo = compose(config_name="ppo").data.sources[0]
         assert (demo.kind, demo.judge) == ("demo", DEMO_AD_JUDGE)
+
+
+def test_every_shipped_import_string_resolves_to_a_function() -> None:
+    """The demo's entry points named in icegrt_cli.plugins and in the shipped configs: a renamed
+    function would otherwise surface only when a stage reaches it."""
+    import re
+
+    from icegrt_cli import plugins
+    from icegrt_cli.plugins import load_callable
+
+    conf = Path(__file__).resolve().parents[1] / "conf"
+    named = {
+        match
+        for path in conf.rglob("*.yaml")
+        for match in re.findall(r"^\s*(?:judge|gold_pairs): (\S+)", path.read_text(), re.M)
+    }
+    assert {plugins.DEMO_AD_JUDGE, plugins.DEMO_GENERAL_JUDGE} <= named
+    constants = [v for k, v in vars(plugins).items() if k.isupper() and isinstance(v, str)]
+    assert len(constants) == 5
+    for spec in sorted(named | set(constants)):
+        load_callable(spec, spec)
+    assert plugins.demo_file("valid", "k").name == "valid.jsonl"
+    with pytest.raises(ConfigError, match="k: unknown demo part 'nope'"):
+        plugins.demo_file("nope", "k")
