@@ -2,6 +2,8 @@
 
 `demo_file(part)` gives the bundled copy generated with the default seed and config;
 `generate_demo` writes a fresh one. See CARD.md next to the bundled files for the numbers.
+A plug-in: the core never imports this package; it names the entry points in `plugin.py`
+(judges, files, tokenizer corpus, generator) by import string.
 """
 
 from icegrt_cli.demo.answers import ideal_response
