@@ -57,7 +57,7 @@ def load_callable(spec: str, key: str) -> Any:
     """`load`, and a ConfigError when the object is not callable."""
     obj = load(spec, key)
     if not callable(obj):
-        raise ConfigError(f"{key}: '{spec}' is a {type(obj).__name__}, not a function")
+        raise ConfigError(f"{key}: '{spec}' is not a function ({type(obj).__name__})")
     return obj
 
 

@@ -38,7 +38,7 @@ NOT_A_FUNCTION = 3
     [
         ("tests.no_such_module:score", "task.x.judge: no module 'tests.no_such_module'"),
         (f"{HERE}:no_such_judge", f"module '{HERE}' has no attribute 'no_such_judge'"),
-        (f"{HERE}:NOT_A_FUNCTION", f"'{HERE}:NOT_A_FUNCTION' is a int, not a function"),
+        (f"{HERE}:NOT_A_FUNCTION", rf"'{HERE}:NOT_A_FUNCTION' is not a function \(int\)"),
         ("tests.test_judges.keyword_judge", "is not an import string of the form pkg.module:name"),
     ],
 )
