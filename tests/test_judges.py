@@ -127,17 +127,23 @@ def test_a_record_the_judge_cannot_score_is_a_data_error(tmp_path: Path) -> None
         task.score("red", task.items[0])
 
 
-def test_the_readme_overrides_that_plug_in_a_judge_compose() -> None:
+def test_the_readme_overrides_that_plug_in_a_judge_compose(tmp_path: Path) -> None:
     from hydra import compose, initialize_config_dir
 
-    from icegrt_cli.launch import conf_dir, register_resolvers
+    from icegrt_cli.launch import conf_dir, register_resolvers, validate
     from icegrt_cli.stages.registry import register_configs
 
     register_configs()
     register_resolvers()
-    task = "{format: judged, path: r.jsonl, judge: my_pkg.rubric:score, metrics: [score, hits]}"
+    (tmp_path / "task").mkdir()
+    (tmp_path / "task" / "rubric.yaml").write_text(
+        "format: judged\npath: r.jsonl\njudge: my_pkg.rubric:score\nmetrics: [score, hits]\n"
+    )
+    task = ["+task@task.rubric=rubric", "tasks=[rubric]"]
+    validate("eval", "eval", ["--config-dir", str(tmp_path), *task])  # as the CLI checks it
     with initialize_config_dir(str(conf_dir()), version_base="1.3"):
-        cfg = compose(config_name="eval", overrides=[f"+task.rubric={task}", "tasks=[rubric]"])
+        search = f"hydra.searchpath=[file://{tmp_path}]"  # what --config-dir adds
+        cfg = compose(config_name="eval", overrides=[*task, search])
         assert cfg.task.rubric.judge == "my_pkg.rubric:score" and cfg.task.rubric.limit is None
         assert cfg.task.ad_moderation.judge == DEMO_AD_JUDGE
         source = ["data=jsonl", "data.sources.0.path=p.jsonl", "data.sources.0.judge=m:f"]
