@@ -17,8 +17,8 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForCausalLM
 
+from icegrt_cli import plugins
 from icegrt_cli.config import KLConfig, ModelConfig, PPOAlgoConfig, RolloutConfig
-from icegrt_cli.data.demo import demo_file
 from icegrt_cli.data.formatting import encode_prompt
 from icegrt_cli.data.loading import read_jsonl
 from icegrt_cli.models import build_preset_config, load_causal_lm, load_scalar_model, load_tokenizer
@@ -56,7 +56,7 @@ def main() -> None:
     critic = load_scalar_model(folder, cfg, tokenizer)
     prompts = [
         encode_prompt(tokenizer, r["prompt"])
-        for _, r in read_jsonl(demo_file("prompts"))[: args.batch]
+        for _, r in read_jsonl(plugins.demo_file("prompts", "benchmark prompts"))[: args.batch]
     ]
     rollout = RolloutConfig(max_new_tokens=args.new_tokens, batch_size=args.batch)
     # A freshly initialised model rarely samples EOS among 2k tokens: responses run to the

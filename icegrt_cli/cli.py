@@ -64,9 +64,9 @@ def data_demo(
     seed: Annotated[int, typer.Option(help="Generator seed; the bundled files use 0.")] = 0,
 ) -> None:
     """Generate the ad-moderation demo data set (SFT, pairs, PPO prompts, test, general)."""
-    from icegrt_cli.data.demo import generate_demo
+    from icegrt_cli import plugins
 
-    card = generate_demo(out, seed=seed)
+    card = plugins.load_callable(plugins.DEMO_GENERATE, "data demo")(out, seed=seed)
     Console().print(f"wrote the demo data set to {out}")
     Console().print(card.get("counts", card))
 

@@ -117,7 +117,8 @@ class PeftConfig:
 @dataclass
 class SourceConfig:
     kind: str = one_of("demo", "file", "hub")
-    """demo | file (jsonl, json, csv, parquet by extension) | hub (a datasets hub name)."""
+    """demo (the bundled demo's files, icegrt_cli/demo) | file (jsonl, json, csv, parquet by
+    extension) | hub (a datasets hub name)."""
     path: str | None = None
     """File path or hub name; for demo: the bundled part (None: the stage's own part)."""
     eval_path: str | None = None
@@ -132,6 +133,14 @@ class SourceConfig:
     """Map the stage's field names to this source's, e.g. {prompt: question, response: answer}."""
     limit: int | None = None
     """Use only the first N records (after reading)."""
+    judge: str | None = None
+    """Import string `pkg.module:function` of the judge of this source's records, a function
+    (response, record) -> Judgement (see icegrt_cli.judges): PPO logs its gold score of rollouts
+    and held-out answers. The demo's prompts and pairs name `icegrt_cli.demo.plugin:ad_judge`."""
+    gold_pairs: str | None = None
+    """train-rm: import string of a function (seed) -> [GoldCandidate], held-out prompts each
+    with two answers; how often the reward model ranks them as `judge` does is logged as
+    gold_agreement. The demo's pairs name `icegrt_cli.demo.plugin:gold_check_pairs`."""
 
 
 @dataclass
@@ -442,7 +451,8 @@ DOMAIN_TASKS: tuple[str, ...] = (
 class TaskConfig:
     format: str = MISSING
     """Reader and scorer: mmlu | agieval | bbh | arc | hellaswag | winogrande | race | gsm8k |
-    math | boolq | ad_moderation | general_demo."""
+    math | boolq | judged (a chat task scored by `judge`) | ad_moderation | general_demo (the
+    demo's judged tasks)."""
     path: str = MISSING
     """The evaluated split in the benchmark's public layout (file or folder). `fixture:REL` is a
     file bundled under icegrt_cli/eval/fixtures, `demo:PART` a part of the bundled demo data."""
@@ -468,6 +478,10 @@ class TaskConfig:
     temperature: float = 0.0
     """0: greedy. Above 0: one answer per item sampled at this temperature from `run.seed`,
     i.e. the policy's distribution, which is what RLHF optimises."""
+    judge: str | None = None
+    """Judged formats: import string `pkg.module:function` of the judge, (response, record) ->
+    Judgement (icegrt_cli.judges), reported as `score` (judged), `gold` (ad_moderation) or
+    `acc` (general_demo) plus its named parts. None: the demo's judges for the demo formats."""
 
 
 @dataclass

@@ -32,6 +32,7 @@ from transformers import (
     PreTrainedTokenizerFast,
 )
 
+from icegrt_cli import plugins
 from icegrt_cli.atomic import writing_folder
 from icegrt_cli.cache import cache_dir
 from icegrt_cli.config import ModelConfig
@@ -58,10 +59,9 @@ def torch_dtype(name: str) -> torch.dtype:
 
 
 def tokenizer_corpus() -> list[Path]:
-    """The bundled training files the preset tokenizer is trained on (never the test splits)."""
-    from icegrt_cli.data.demo import demo_file
-
-    return [demo_file(part) for part in ("sft", "general_sft", "pairs", "prompts")]
+    """The bundled training files the preset tokenizer is trained on (never the test splits):
+    the demo's, through its `plugins.TOKENIZER_CORPUS` entry point."""
+    return list(plugins.load_callable(plugins.TOKENIZER_CORPUS, "model.tokenizer")())
 
 
 def _iter_corpus_text(files: Iterable[Path]) -> Iterable[str]:

@@ -13,19 +13,19 @@ from pathlib import Path
 
 import pytest
 
-from icegrt_cli.data.demo import POLICIES, DemoConfig, demo_file, generate_demo, gold_score
-from icegrt_cli.data.demo.ads import sample_ad
-from icegrt_cli.data.demo.answers import ideal_response
-from icegrt_cli.data.demo.bundle import BUNDLE_DIR, PARTS
-from icegrt_cli.data.demo.general import (
+from icegrt_cli.demo import POLICIES, DemoConfig, demo_file, generate_demo, gold_score
+from icegrt_cli.demo.ads import sample_ad
+from icegrt_cli.demo.answers import ideal_response
+from icegrt_cli.demo.bundle import BUNDLE_DIR, PARTS
+from icegrt_cli.demo.general import (
     ATTRIBUTES,
     FACT_CHECKS,
     FACT_QUESTIONS,
     WORLD,
     general_correct,
 )
-from icegrt_cli.data.demo.negatives import KINDS, eligible_kinds, rejected_answer
-from icegrt_cli.data.demo.policies import CATEGORIES, PRODUCTS, phrase_pool
+from icegrt_cli.demo.negatives import KINDS, eligible_kinds, rejected_answer
+from icegrt_cli.demo.policies import CATALOGUE, CATEGORIES, PRODUCTS, catalogue_json, phrase_pool
 
 SMALL = DemoConfig(
     n_sft=200, n_general_sft=120, n_pairs=150, n_prompts=100, n_test=60, n_general_test=40
@@ -168,6 +168,13 @@ def test_catalogue_shape() -> None:
     train_folded = [t.casefold() for t in set(train_all)]
     assert [h for h in set(held_all) if any(h.casefold() in t for t in train_folded)] == []
     assert all(PRODUCTS[c].heldout for c in CATEGORIES)
+
+
+def test_catalogue_file_round_trips() -> None:
+    """policies.json is read into typed policies and products, which write back to the same
+    data: nothing in the file is dropped or reinterpreted on load."""
+    assert catalogue_json() == json.loads(CATALOGUE.read_text(encoding="utf-8"))
+    assert POLICIES[0].triggers[0].slots["verb"][1] == ("Wipes out",)  # (training, held out)
 
 
 def test_triggers_never_hide_in_allowed_text() -> None:

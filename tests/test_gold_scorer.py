@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from icegrt_cli.data.demo import demo_file, gold_score, ideal_response, parse_answer
-from icegrt_cli.data.demo.general import general_correct
+from icegrt_cli.demo import demo_file, gold_score, ideal_response, parse_answer
+from icegrt_cli.demo.general import general_correct
 
 TWO = {
     "verdict": "reject",

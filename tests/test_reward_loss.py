@@ -11,10 +11,11 @@ import pytest
 import torch
 from transformers import AutoModelForSequenceClassification
 
-from icegrt_cli.config import ModelConfig
+from icegrt_cli.config import ModelConfig, SourceConfig
 from icegrt_cli.errors import ConfigError
+from icegrt_cli.judges import GoldCandidate
 from icegrt_cli.models import load_scalar_model, load_tokenizer
-from icegrt_cli.reward.gold_check import demo_gold_pairs, ranking_agreement
+from icegrt_cli.reward.gold_check import GoldPair, gold_pairs, ranking_agreement
 from icegrt_cli.reward.loss import bradley_terry_loss, pair_metrics, std_from_moments
 from icegrt_cli.reward.scoring import encode_scored, pad_batch, score_texts, sequence_scores
 from icegrt_cli.reward.stats import RewardStats
@@ -93,16 +94,48 @@ def test_ranking_agreement_overall_and_per_kind() -> None:
     assert by_kind == {"a": 0.5, "b": 0.5}
 
 
-def test_demo_gold_pairs_put_the_gold_better_answer_first() -> None:
-    from icegrt_cli.data.demo import demo_file, gold_score
-    from icegrt_cli.data.loading import read_jsonl
+DEMO_CHECK = SourceConfig(
+    kind="demo",
+    path="pairs",
+    judge="icegrt_cli.demo.plugin:ad_judge",
+    gold_pairs="icegrt_cli.demo.plugin:gold_check_pairs",
+)
 
-    pairs, ties = demo_gold_pairs(seed=0)
+
+def test_demo_gold_pairs_put_the_gold_better_answer_first() -> None:
+    from icegrt_cli.data.loading import read_jsonl
+    from icegrt_cli.demo import demo_file, gold_score
+
+    pairs, ties = gold_pairs([DEMO_CHECK], seed=0)
     assert len(pairs) + ties == 300
     golds = {r["prompt"]: r["gold"] for _, r in read_jsonl(demo_file("test"))}
     for pair in pairs[:50]:
         gold = golds[pair.prompt]
         assert gold_score(pair.better, gold).score > gold_score(pair.worse, gold).score
+
+
+def longer_is_better(response: str, record: dict) -> float:
+    """A user's judge: a bare number is a score without parts."""
+    return 1.0 if len(response) > len(record["prompt"]) else 0.0
+
+
+def two_candidates(seed: int) -> list[GoldCandidate]:
+    record = {"prompt": "Q?"}
+    return [
+        GoldCandidate("Q?", "a", "a long answer", "length", record),
+        GoldCandidate("Q?", "b", "c", "tie", record),
+    ]
+
+
+def test_a_users_judge_orders_the_gold_pairs_and_needs_naming() -> None:
+    here = "tests.test_reward_loss"
+    source = SourceConfig(
+        kind="file", judge=f"{here}:longer_is_better", gold_pairs=f"{here}:two_candidates"
+    )
+    pairs, ties = gold_pairs([source, SourceConfig(kind="file")], seed=0)
+    assert pairs == [GoldPair("Q?", "a long answer", "a", "length")] and ties == 1
+    with pytest.raises(ConfigError, match=r"data.sources.0.judge: gold_pairs needs a judge"):
+        gold_pairs([SourceConfig(gold_pairs=f"{here}:two_candidates")], seed=0)
 
 
 def test_reward_stats_round_trip_and_missing_file(tmp_path) -> None:

@@ -1,4 +1,4 @@
-"""Read records from the demo, local files or the hub, checked and with fields remapped.
+"""Read records from local files, the hub or the bundled demo, checked and with fields remapped.
 
 Every record problem names its origin (`file:line`), so a bad line in a large file is found
 at once, before any training starts.
@@ -11,8 +11,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from icegrt_cli import plugins
 from icegrt_cli.config import SourceConfig
 from icegrt_cli.errors import ConfigError, DataError
+from icegrt_cli.judges import JUDGE_FIELD, resolve_judge
 
 Record = dict[str, Any]
 Check = Callable[[Record], str | None]
@@ -91,12 +93,7 @@ def _raw_rows(source: SourceConfig, default_part: str, held_out: bool) -> list[t
     name = source.eval_path if held_out else source.path
     split = (source.eval_split or "test") if held_out else source.split
     if source.kind == "demo":
-        from icegrt_cli.data.demo import demo_file
-
-        try:
-            return read_jsonl(demo_file(name or default_part))
-        except ValueError as err:
-            raise ConfigError(f"data source path: {err}") from None
+        return read_jsonl(plugins.demo_file(name or default_part, "data source path"))
     if name is None:
         raise ConfigError(f"data source of kind '{source.kind}' needs a path")
     if source.kind == "file":
@@ -120,9 +117,13 @@ def read_source(
 ) -> list[Record]:
     """Records of one source, each passing `check`, or a DataError naming the bad one."""
     rows = _raw_rows(source, default_part, held_out)
+    if source.judge is not None:
+        resolve_judge(source.judge, "data source judge")  # a typo fails now, not mid-run
     records = []
     for origin, raw in rows:
         record = remap(raw, source.fields)
+        if source.judge is not None:
+            record[JUDGE_FIELD] = source.judge
         problem = check(record)
         if problem is not None:
             raise DataError(f"{origin}: {problem}")

@@ -129,7 +129,7 @@ def _generation(
     )
     predictions = []
     for index, (item, text) in enumerate(zip(task.items, texts, strict=True)):
-        metrics = task.fmt.score(text, item)
+        metrics = task.score(text, item)
         if rewards is not None:
             metrics["reward"] = rewards[index]
         prompt = item.query if task.fmt.chat else generation_prompt(task, index)

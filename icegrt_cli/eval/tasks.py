@@ -13,9 +13,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from icegrt_cli import plugins
 from icegrt_cli.config import TaskConfig
 from icegrt_cli.errors import ConfigError
-from icegrt_cli.eval import domain, formats
+from icegrt_cli.eval import formats, judged
 from icegrt_cli.eval.benchmarks import Source, display_name, resolve_source
 from icegrt_cli.eval.formats import Item, Reader
 from icegrt_cli.eval.metrics import (
@@ -27,6 +28,7 @@ from icegrt_cli.eval.metrics import (
     gsm8k_target,
     math_equal,
 )
+from icegrt_cli.judges import resolve_judge
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 TARGET_DELIMITER = " "
@@ -46,7 +48,11 @@ class Format:
     score: Scorer | None = None
     """None: multiple choice by log-likelihood; else generation scored by this function."""
     chat: bool = False
-    """Prompt through the chat template, zero-shot (the demo tasks); adds `reward`."""
+    """Prompt through the chat template, zero-shot (the judged tasks); adds `reward`."""
+    judged_as: str | None = None
+    """Scored by the task's judge, its score reported under this name, its parts under theirs."""
+    judge: str | None = None
+    """The judge when the task names none (the demo's formats: the demo's judges)."""
     folders: bool = False
     """Reads a folder of subject / subtask files, so `subtasks` applies."""
 
@@ -78,11 +84,20 @@ FORMATS: dict[str, Format] = {
     "bbh": Format(formats.read_bbh, ("exact_match",), _score_bbh, folders=True),
     "gsm8k": Format(formats.read_gsm8k, ("exact_match", "exact_match_flex"), _score_gsm8k),
     "math": Format(formats.read_math, ("exact_match",), _score_math, folders=True),
+    "judged": Format(judged.read_judged, ("score", "reward"), chat=True, judged_as="score"),
     "ad_moderation": Format(
-        domain.read_ad_moderation, (*domain.AD_METRICS, "reward"), domain.score_ad, chat=True
+        judged.read_judged,
+        (*judged.AD_METRICS, "reward"),
+        chat=True,
+        judged_as="gold",
+        judge=plugins.DEMO_AD_JUDGE,
     ),
     "general_demo": Format(
-        domain.read_general_demo, ("acc", "reward"), domain.score_general, chat=True
+        judged.read_judged,
+        ("acc", "reward"),
+        chat=True,
+        judged_as="acc",
+        judge=plugins.DEMO_GENERAL_JUDGE,
     ),
 }
 
@@ -92,12 +107,7 @@ def resolve_path(value: str, key: str) -> Path:
     if value.startswith("fixture:"):
         return FIXTURES / value.removeprefix("fixture:")
     if value.startswith("demo:"):
-        from icegrt_cli.data.demo import demo_file
-
-        try:
-            return demo_file(value.removeprefix("demo:"))
-        except ValueError as err:
-            raise ConfigError(f"{key}: {err}") from None
+        return plugins.demo_file(value.removeprefix("demo:"), key)
     return Path(value).expanduser()
 
 
@@ -116,9 +126,12 @@ class Task:
     total: int
     """Items in the source; more than `len(items)` under a limit."""
 
+    score: Scorer | None = None
+    """How a generated answer is scored: the format's scorer or the task's judge."""
+
     @property
     def is_generation(self) -> bool:
-        return self.fmt.score is not None
+        return self.score is not None
 
     @property
     def label(self) -> str:
@@ -148,7 +161,16 @@ def load_task(
         raise ConfigError(
             f"{key}.fewshot_sampler: '{cfg.fewshot_sampler}' is not one of {list(SAMPLERS)}"
         )
-    unknown = [m for m in cfg.metrics if m not in fmt.metrics]
+    score = fmt.score
+    if fmt.judged_as is not None:
+        spec = cfg.judge or fmt.judge
+        if spec is None:
+            raise ConfigError(f"{key}.judge: the {cfg.format} format needs a judge (pkg.module:fn)")
+        score = judged.judge_scorer(resolve_judge(spec, f"{key}.judge"), spec, fmt.judged_as)
+    elif cfg.judge is not None:
+        raise ConfigError(f"{key}.judge: the {cfg.format} format is not scored by a judge")
+    # A judge's parts are known only once it has judged: a judged task may list any of them.
+    unknown = [m for m in cfg.metrics if m not in fmt.metrics and fmt.judged_as is None]
     if unknown:
         raise ConfigError(
             f"{key}.metrics: {unknown} not computed by the {cfg.format} format "
@@ -186,7 +208,15 @@ def load_task(
         for item in items
     ]
     return Task(
-        name, cfg, fmt, items, shots, list(cfg.metrics or fmt.metrics), source, len(everything)
+        name,
+        cfg,
+        fmt,
+        items,
+        shots,
+        list(cfg.metrics or fmt.metrics),
+        source,
+        len(everything),
+        score,
     )
 
 

@@ -1,4 +1,4 @@
-"""Held-out checks during PPO: answers scored by the reward model and the gold scorer.
+"""Held-out checks during PPO: answers scored by the reward model and the sources' judges.
 
 The two scores side by side are what separate a real gain from reward hacking: reward up while
 gold goes down is over-optimisation of the reward model. Greedy answers show the policy's mode;
@@ -15,25 +15,16 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from icegrt_cli.config import RolloutConfig
 from icegrt_cli.data.formatting import encode_prompt
-from icegrt_cli.eval.domain import gold_metrics
+from icegrt_cli.judges import judge_records
 from icegrt_cli.lm import isolated_seed
 from icegrt_cli.ppo.rollout import Sequences, decode_responses, reward_rows, sample
 from icegrt_cli.reward.scoring import score_sequences
 
 
 def gold_figures(responses: list[str], records: list[dict[str, Any]]) -> dict[str, float]:
-    """Mean gold score and its parts over the records that carry ground truth (`gold`)."""
-    graded = [
-        gold_metrics(r, rec["gold"])
-        for r, rec in zip(responses, records, strict=True)
-        if "gold" in rec
-    ]
-    if not graded:
-        return {}
-    return {
-        ("gold" if key == "gold" else f"gold_{key}"): sum(g[key] for g in graded) / len(graded)
-        for key in graded[0]
-    }
+    """Mean gold score and its parts (`gold_<part>`) from the judges the records' sources name;
+    records without a judge, or that their judge cannot score, are left out."""
+    return judge_records(responses, records)
 
 
 def answers(

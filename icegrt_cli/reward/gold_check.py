@@ -1,15 +1,14 @@
-"""Does the reward model rank answers the way the demo's gold scorer does?
+"""Does the reward model rank answers the way a judge does?
 
-The gold scorer judges from the generator's ground truth and never sees a preference pair, so
-agreement with it on the held-out test ads (unseen phrasings and products) measures what the
-reward model learned, not what it memorised. Each test ad gives one pair: its reference answer
-against one corrupted answer (a wrong verdict, a missing or invented reason, a vague or
-unquoted analysis, a broken layout), ordered by gold score.
+A source's `gold_pairs` gives held-out prompts each with two answers (the demo: its test ads'
+reference answer against one corrupted answer - a wrong verdict, a missing or invented reason,
+a vague or unquoted analysis, a broken layout); the source's `judge` says which is better. The
+judge scores from ground truth and never sees a preference pair, so agreement with it on
+held-out prompts measures what the reward model learned, not what it memorised.
 """
 
 from __future__ import annotations
 
-import random
 from collections.abc import Sequence
 from typing import NamedTuple
 
@@ -17,45 +16,66 @@ import torch
 from torch import Tensor
 from transformers import PreTrainedTokenizerBase
 
-from icegrt_cli.data.demo import demo_file, gold_score
-from icegrt_cli.data.demo.negatives import rejected_answer
-from icegrt_cli.data.loading import read_jsonl
+from icegrt_cli.config import SourceConfig
+from icegrt_cli.errors import ConfigError
+from icegrt_cli.judges import resolve_judge
+from icegrt_cli.plugins import load_callable
 from icegrt_cli.reward.scoring import score_texts
 
 
 class GoldPair(NamedTuple):
     prompt: str
     better: str
-    """The answer the gold scorer scores higher."""
+    """The answer the judge scores higher."""
     worse: str
     kind: str
-    """The corruption applied to the reference answer."""
+    """How the two answers differ (the demo: the corruption applied to the reference)."""
 
 
 class GoldAgreement(NamedTuple):
     rate: float
     """Share of pairs where the reward model scores `better` above `worse`."""
     by_kind: dict[str, float]
-    """The same share per corruption kind."""
+    """The same share per kind."""
     pairs: int
     gold_ties: int
-    """Pairs left out because the gold scorer gave both answers the same score."""
+    """Pairs left out because the judge gave both answers the same score (or judged neither)."""
 
 
-def demo_gold_pairs(seed: int) -> tuple[list[GoldPair], int]:
-    """One (reference, corrupted) pair per demo test ad, and the number of gold ties left out."""
-    rng = random.Random(seed)
+def checked_sources(sources: Sequence[SourceConfig]) -> list[tuple[str, SourceConfig]]:
+    """(config key, source) of the sources with a gold check, their strings resolved now so a
+    typo fails before training; a ConfigError for gold_pairs without a judge."""
+    checked = []
+    for index, source in enumerate(sources):
+        if source.gold_pairs is None:
+            continue
+        key = f"data.sources.{index}"
+        if source.judge is None:
+            raise ConfigError(f"{key}.judge: gold_pairs needs a judge to rank each pair")
+        resolve_judge(source.judge, f"{key}.judge")
+        load_callable(source.gold_pairs, f"{key}.gold_pairs")
+        checked.append((key, source))
+    return checked
+
+
+def gold_pairs(sources: Sequence[SourceConfig], seed: int) -> tuple[list[GoldPair], int]:
+    """The sources' candidate pairs ordered by their judges, and the number of ties left out."""
     pairs: list[GoldPair] = []
     ties = 0
-    for _, record in read_jsonl(demo_file("test")):
-        gold, reference = record["gold"], record["reference"]
-        corrupted, kind = rejected_answer(rng, gold, record["prompt"])
-        ref_score, bad_score = gold_score(reference, gold).score, gold_score(corrupted, gold).score
-        if ref_score == bad_score:
-            ties += 1
-            continue
-        better, worse = (reference, corrupted) if ref_score > bad_score else (corrupted, reference)
-        pairs.append(GoldPair(record["prompt"], better, worse, kind))
+    for key, source in checked_sources(sources):
+        judge = resolve_judge(source.judge, f"{key}.judge")
+        for candidate in load_callable(source.gold_pairs, f"{key}.gold_pairs")(seed):
+            first = judge(candidate.first, candidate.record)
+            second = judge(candidate.second, candidate.record)
+            if first is None or second is None or first.score == second.score:
+                ties += 1
+                continue
+            better, worse = (
+                (candidate.first, candidate.second)
+                if first.score > second.score
+                else (candidate.second, candidate.first)
+            )
+            pairs.append(GoldPair(candidate.prompt, better, worse, candidate.kind))
     return pairs, ties
 
 
@@ -71,11 +91,15 @@ def ranking_agreement(
     return agree.mean().item(), by_kind
 
 
-def demo_gold_agreement(
-    model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, seed: int, batch_size: int = 32
+def gold_agreement(
+    model: torch.nn.Module,
+    tokenizer: PreTrainedTokenizerBase,
+    sources: Sequence[SourceConfig],
+    seed: int,
+    batch_size: int = 32,
 ) -> GoldAgreement:
-    """Score every demo gold pair with the reward model and compare with the gold ranking."""
-    pairs, ties = demo_gold_pairs(seed)
+    """Score every gold pair of `sources` with the reward model and compare with the judges."""
+    pairs, ties = gold_pairs(sources, seed)
     prompts = [p.prompt for p in pairs]
     better = score_texts(model, tokenizer, prompts, [p.better for p in pairs], batch_size)
     worse = score_texts(model, tokenizer, prompts, [p.worse for p in pairs], batch_size)

@@ -31,7 +31,7 @@ from icegrt_cli.engine import StepOutput, fit, save_run_config, setup_runtime
 from icegrt_cli.engine.runtime import peak_memory_mb
 from icegrt_cli.errors import ConfigError, DataError
 from icegrt_cli.models import load_scalar_model, load_tokenizer, materialize
-from icegrt_cli.reward.gold_check import demo_gold_agreement
+from icegrt_cli.reward.gold_check import checked_sources, gold_agreement
 from icegrt_cli.reward.loss import bradley_terry_loss, pair_metrics, std_from_moments
 from icegrt_cli.reward.pairs import PairCollator, PairExample, check_pair_record, encode_pairs
 from icegrt_cli.reward.scoring import score_sequences, sequence_scores
@@ -73,6 +73,7 @@ def run(cfg: DictConfig, out_dir: Path, run_root: Path | None) -> dict[str, Any]
     if cfg.calibration_size < 2:
         raise ConfigError(f"calibration_size: needs at least 2 scores, got {cfg.calibration_size}")
     model_cfg = _reward_model_config(cfg.reward_model, run_root)
+    gold_checked = bool(checked_sources(cfg.data.sources))
     rt = setup_runtime(cfg.run)
     tokenizer = load_tokenizer(model_cfg)
 
@@ -142,15 +143,17 @@ def run(cfg: DictConfig, out_dir: Path, run_root: Path | None) -> dict[str, Any]
         rt.print(f"train-rm: stopped after step {result.steps} (train.stop_after); checkpoint kept")
         return summary
 
-    # 5. Calibrate, check against the gold scorer, save.
+    # 5. Calibrate, check against the sources' judges (the demo: its gold scorer), save.
     model = rt.accelerator.unwrap_model(model)
     if rt.is_main:
         model = merged(model, out_dir / ADAPTER_DIR)
         model_dir = out_dir / "model"
         stats = _calibrate(model, train_set, tokenizer.pad_token_id, cfg)
         summary["reward_stats"] = {"mean": stats.mean, "std": stats.std, "count": stats.count}
-        if any(source.kind == "demo" for source in cfg.data.sources):
-            gold = demo_gold_agreement(model, tokenizer, cfg.run.seed, 2 * cfg.train.batch_size)
+        if gold_checked:
+            gold = gold_agreement(
+                model, tokenizer, cfg.data.sources, cfg.run.seed, 2 * cfg.train.batch_size
+            )
             summary |= {
                 "gold_agreement": gold.rate,
                 "gold_agreement_by_kind": gold.by_kind,
@@ -212,7 +215,7 @@ def _summary_table(summary: dict[str, Any]) -> Table:
         ("held-out margin", summary.get("eval_margin")),
         ("held-out score mean", summary.get("eval_score_mean")),
         ("held-out score std", summary.get("eval_score_std")),
-        ("gold agreement (demo test ads)", summary.get("gold_agreement")),
+        ("gold agreement (judged held-out pairs)", summary.get("gold_agreement")),
         *((f"  vs {kind}", rate) for kind, rate in by_kind.items()),
         ("reward stats mean", summary["reward_stats"]["mean"]),
         ("reward stats std", summary["reward_stats"]["std"]),

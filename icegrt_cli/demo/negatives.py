@@ -22,7 +22,7 @@ import random
 from collections.abc import Mapping
 from typing import Any
 
-from icegrt_cli.data.demo.annotator import (
+from icegrt_cli.demo.annotator import (
     VAGUE_APPROVE,
     VAGUE_REJECT,
     partial_answer,
@@ -30,8 +30,8 @@ from icegrt_cli.data.demo.annotator import (
     wrong_policy_answer,
     wrong_verdict_answer,
 )
-from icegrt_cli.data.demo.answers import format_answer, ideal_response, violation_clause
-from icegrt_cli.data.demo.policies import POLICY_BY_CODE, phrase_pool
+from icegrt_cli.demo.answers import format_answer, ideal_response, violation_clause
+from icegrt_cli.demo.policies import POLICY_BY_CODE, phrase_pool
 
 KINDS: tuple[str, ...] = (
     "wrong_verdict",

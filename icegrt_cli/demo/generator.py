@@ -14,21 +14,21 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from icegrt_cli.data.demo.ads import Ad, sample_ad
-from icegrt_cli.data.demo.annotator import annotate
-from icegrt_cli.data.demo.answers import ideal_response
-from icegrt_cli.data.demo.card import (
+from icegrt_cli.demo.ads import Ad, sample_ad
+from icegrt_cli.demo.annotator import annotate
+from icegrt_cli.demo.answers import ideal_response
+from icegrt_cli.demo.card import (
     mean,
     noise_stats,
     render_markdown,
     split_stats,
 )
-from icegrt_cli.data.demo.config import DemoConfig
-from icegrt_cli.data.demo.general import general_sft_items, general_test_items
-from icegrt_cli.data.demo.gold import WEIGHTS, gold_score
-from icegrt_cli.data.demo.negatives import KINDS, rejected_answer
-from icegrt_cli.data.demo.policies import POLICIES
-from icegrt_cli.data.demo.sampling import draw_distinct
+from icegrt_cli.demo.config import DemoConfig
+from icegrt_cli.demo.general import general_sft_items, general_test_items
+from icegrt_cli.demo.gold import WEIGHTS, gold_score
+from icegrt_cli.demo.negatives import KINDS, rejected_answer
+from icegrt_cli.demo.policies import POLICIES
+from icegrt_cli.demo.sampling import draw_distinct
 
 CARD_VERSION = 1
 AD_SPLITS: tuple[tuple[str, str, bool], ...] = (

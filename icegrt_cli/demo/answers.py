@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from icegrt_cli.data.demo.policies import POLICY_BY_CODE
+from icegrt_cli.demo.policies import POLICY_BY_CODE
 
 
 def violation_clause(phrase: str, code: str) -> str:

@@ -10,14 +10,14 @@ import random
 from collections.abc import Mapping
 from typing import Any
 
-from icegrt_cli.data.demo.answers import (
+from icegrt_cli.demo.answers import (
     approve_clauses,
     format_answer,
     ideal_response,
     violation_clause,
 )
-from icegrt_cli.data.demo.config import DemoConfig
-from icegrt_cli.data.demo.policies import POLICY_BY_CODE, policy_of
+from icegrt_cli.demo.config import DemoConfig
+from icegrt_cli.demo.policies import POLICY_BY_CODE, policy_of
 
 # Mistakes in the order they are drawn; DemoConfig documents who is eligible for each.
 MISTAKES: tuple[str, ...] = (

@@ -1,12 +1,12 @@
-"""Regenerate the bundled demo files: `python -m icegrt_cli.data.demo [out_dir]`."""
+"""Regenerate the bundled demo files: `python -m icegrt_cli.demo [out_dir]`."""
 
 from __future__ import annotations
 
 import sys
 from pathlib import Path
 
-from icegrt_cli.data.demo.bundle import BUNDLE_DIR
-from icegrt_cli.data.demo.generator import generate_demo
+from icegrt_cli.demo.bundle import BUNDLE_DIR
+from icegrt_cli.demo.generator import generate_demo
 
 if __name__ == "__main__":
     out = Path(sys.argv[1]) if len(sys.argv) > 1 else BUNDLE_DIR

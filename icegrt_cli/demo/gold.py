@@ -36,7 +36,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from icegrt_cli.data.demo.policies import POLICY_BY_CODE
+from icegrt_cli.demo.policies import POLICY_BY_CODE
 
 WEIGHTS: Mapping[str, float] = {
     "verdict": 0.4,

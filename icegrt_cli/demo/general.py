@@ -34,7 +34,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from icegrt_cli.data.demo.sampling import draw_distinct
+from icegrt_cli.demo.sampling import draw_distinct
 
 # country: (capital, river, currency, export, national animal)
 WORLD: dict[str, tuple[str, str, str, str, str]] = {

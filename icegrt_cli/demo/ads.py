@@ -6,8 +6,8 @@ import random
 from dataclasses import dataclass
 from typing import Any
 
-from icegrt_cli.data.demo.config import DemoConfig
-from icegrt_cli.data.demo.policies import (
+from icegrt_cli.demo.config import DemoConfig
+from icegrt_cli.demo.policies import (
     CATEGORIES,
     GENERIC_HEADLINES,
     GENERIC_SENTENCES,
