@@ -33,4 +33,4 @@ lint:
 	ruff format --check .
 
 bench:
-	$(PY) benchmarks/run.py
+	$(PY) benchmarks/ppo_step.py
