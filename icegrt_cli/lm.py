@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from transformers import GenerationConfig, PreTrainedModel, PreTrainedTokenizerBase
 
 from icegrt_cli.adapters import transformers_model
-from icegrt_cli.data.formatting import IGNORE, encode_prompt
+from icegrt_cli.data.formatting import IGNORE
 
 
 def lm_loss_sum(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -163,27 +163,3 @@ def describe_decoding(model: PreTrainedModel, config: GenerationConfig) -> str:
         else ""
     )
     return f"generation: {shown}, every other logits processor off{note}"
-
-
-def generate_responses(
-    model: PreTrainedModel,
-    tokenizer: PreTrainedTokenizerBase,
-    prompts: list[str],
-    max_new_tokens: int = 128,
-    batch_size: int = 16,
-) -> list[str]:
-    """Greedy answers to user prompts, formatted with the chat template, cut at EOS."""
-    from icegrt_cli.eval.generate import generate
-
-    rows = [encode_prompt(tokenizer, p) for p in prompts]
-    max_length = getattr(model.config, "max_position_embeddings", 2048)
-    texts = generate(
-        model,
-        tokenizer,
-        rows,
-        max_new_tokens=max_new_tokens,
-        stop=[],
-        batch_size=batch_size,
-        max_length=max_length,
-    )
-    return [t.strip() for t in texts]

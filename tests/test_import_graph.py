@@ -70,3 +70,42 @@ def test_every_spelling_of_a_demo_import_is_seen() -> None:
     for line in spellings:
         assert any(map(is_demo, imported(line, "icegrt_cli.eval.tasks"))), line
     assert not any(map(is_demo, imported("import icegrt_cli.demonstration", "icegrt_cli.x")))
+
+
+def import_cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected groups of more than one module (Tarjan), each a cycle of imports."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    cycles: list[list[str]] = []
+
+    def visit(module: str) -> None:
+        index[module] = low[module] = len(index)
+        stack.append(module)
+        for other in graph[module]:
+            if other not in index:
+                visit(other)
+                low[module] = min(low[module], low[other])
+            elif other in stack:
+                low[module] = min(low[module], index[other])
+        if low[module] == index[module]:
+            group = [stack.pop()]
+            while group[-1] != module:
+                group.append(stack.pop())
+            if len(group) > 1:
+                cycles.append(sorted(group))
+
+    for module in graph:
+        if module not in index:
+            visit(module)
+    return cycles
+
+
+def test_no_import_cycles_even_through_imports_inside_functions() -> None:
+    modules = {module_name(path): path for path in sorted(PACKAGE.rglob("*.py"))}
+    graph = {
+        name: {other for other in imports_of(path) if other in modules and other != name}
+        for name, path in modules.items()
+    }
+    assert import_cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+    assert not import_cycles(graph), "modules that import each other (a late import hides it)"

@@ -21,6 +21,7 @@ from transformers import (
     StoppingCriteriaList,
 )
 
+from icegrt_cli.data.formatting import encode_prompt
 from icegrt_cli.errors import ConfigError
 from icegrt_cli.eval.loglik import Progress
 from icegrt_cli.lm import decoding_config, generate_ids, isolated_seed, left_pad
@@ -108,3 +109,25 @@ def _generate_batches(
         if progress:
             progress(done, len(batches))
     return texts
+
+
+def generate_responses(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    prompts: list[str],
+    max_new_tokens: int = 128,
+    batch_size: int = 16,
+) -> list[str]:
+    """Greedy answers to user prompts, formatted with the chat template, cut at EOS."""
+    rows = [encode_prompt(tokenizer, p) for p in prompts]
+    max_length = getattr(model.config, "max_position_embeddings", 2048)
+    texts = generate(
+        model,
+        tokenizer,
+        rows,
+        max_new_tokens=max_new_tokens,
+        stop=[],
+        batch_size=batch_size,
+        max_length=max_length,
+    )
+    return [t.strip() for t in texts]

@@ -15,7 +15,8 @@ from icegrt_cli.data.splits import load_splits
 from icegrt_cli.engine import StepOutput, fit, save_run_config, setup_runtime
 from icegrt_cli.engine.runtime import peak_memory_mb
 from icegrt_cli.errors import DataError
-from icegrt_cli.lm import generate_responses, lm_loss_sum
+from icegrt_cli.eval.generate import generate_responses
+from icegrt_cli.lm import lm_loss_sum
 from icegrt_cli.models import load_causal_lm, load_tokenizer, materialize
 from icegrt_cli.stages.common import resolve_model, save_model_folder, write_summary
 from icegrt_cli.stages.rerun import settings_of
