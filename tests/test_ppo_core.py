@@ -11,6 +11,7 @@ import threading
 import pytest
 import torch
 
+from icegrt_cli.data.collate import last_token_index
 from icegrt_cli.ppo.core import (
     AdaptiveKLController,
     FixedKLController,
@@ -21,7 +22,6 @@ from icegrt_cli.ppo.core import (
     explained_variance,
     gae,
     kl_penalty,
-    last_token_index,
     logprobs_from_logits,
     make_kl_controller,
     masked_mean,

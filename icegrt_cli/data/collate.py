@@ -15,6 +15,17 @@ def pad_right(rows: Sequence[list[int]], value: int) -> torch.Tensor:
     return torch.tensor([r + [value] * (width - len(r)) for r in rows], dtype=torch.long)
 
 
+def last_token_index(mask: torch.Tensor) -> torch.Tensor:
+    """(B,) long index of the last valid token per row of `mask` (B, T).
+
+    This is where the reward model's score goes (the EOS), found from the mask and never as
+    "first pad - 1" (TRL #2778). A row with no valid token gets index 0; callers that place
+    values there must check `mask.any(-1)` (as `shape_token_rewards` does).
+    """
+    positions = torch.arange(mask.shape[-1], device=mask.device).expand_as(mask)
+    return torch.where(mask != 0, positions, -1).amax(dim=-1).clamp(min=0)
+
+
 def example_token_weights(labels: torch.Tensor, starts: torch.Tensor) -> torch.Tensor:
     """(B, T-1) weights of the next-token targets: 1/n on each of an example's n target tokens,
     0 elsewhere, so a weighted loss sum is a sum of per-example mean losses.

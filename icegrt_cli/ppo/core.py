@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from icegrt_cli.data.collate import last_token_index
 from icegrt_cli.errors import Diverged
 
 KLEstimator = Literal["k1", "k2", "k3"]
@@ -174,17 +175,6 @@ def response_mask(tokens: Tensor, eos_id: int, pad_id: int) -> ResponseMask:
     stops = (eos_before > 0) | ((tokens == pad_id) & ~is_eos)
     mask = torch.cumsum(stops.long(), dim=-1) == 0  # a prefix: valid until the first stop
     return ResponseMask(mask=mask, has_eos=(is_eos & mask).any(dim=-1))
-
-
-def last_token_index(mask: Tensor) -> Tensor:
-    """(B,) long index of the last valid token per row of `mask` (B, T).
-
-    This is where the reward model's score goes (the EOS), found from the mask and never as
-    "first pad - 1" (TRL #2778). A row with no valid token gets index 0; callers that place
-    values there must check `mask.any(-1)` (as `shape_token_rewards` does).
-    """
-    positions = torch.arange(mask.shape[-1], device=mask.device).expand_as(mask)
-    return torch.where(_valid(mask), positions, -1).amax(dim=-1).clamp(min=0)
 
 
 def shape_token_rewards(scores: Tensor, kl: Tensor, mask: Tensor, beta: float) -> Tensor:

@@ -14,10 +14,9 @@ import torch
 from torch import Tensor
 from transformers import PreTrainedTokenizerBase
 
-from icegrt_cli.data.collate import pad_right
+from icegrt_cli.data.collate import last_token_index, pad_right
 from icegrt_cli.data.formatting import encode_prompt, encode_response
 from icegrt_cli.errors import ConfigError
-from icegrt_cli.ppo.core import last_token_index
 
 
 def encode_scored(tokenizer: PreTrainedTokenizerBase, prompt: str, response: str) -> list[int]:
