@@ -34,8 +34,9 @@ class RunConfig:
     Refused when the stage already finished or a setting differs from the checkpoint's
     (save / stop / log cadence and launch settings may change); see `force`."""
     force: bool = False
-    """Resume even a finished stage, or from a checkpoint made with other settings; the
-    differing keys are printed. Without it both are refused in one line naming the keys."""
+    """Start a finished training stage again (unmarked finished once its inputs load), resume a
+    finished stage, or resume from a checkpoint made with other settings; the differing keys
+    are printed. Without it each is refused in one line."""
     precision: str = one_of("fp32", "bf16", "fp16")
     """fp32 | bf16 | fp16 (autocast through Accelerate)."""
     cpu: bool = False

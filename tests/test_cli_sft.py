@@ -189,6 +189,7 @@ def test_a_failed_rerun_leaves_the_finished_runs_record_alone(
         *TINY_SFT,
         "data.sources.0.kind=file",
         "data.sources.0.path=missing.jsonl",
+        "run.force=true",  # past the finished-stage refusal, to the input check
         cwd=tmp_path,
         check=False,
     )

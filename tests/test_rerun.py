@@ -3,6 +3,7 @@ naming what differs, and writes nothing, unless `run.force=true`."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -44,3 +45,14 @@ def test_resume_with_other_settings_or_of_a_finished_stage_needs_force(tmp_path:
 
     proc = icegrt("sft", "run.name=demo", *changed, cwd=tmp_path, check=False)
     assert proc.returncode != 0 and "already finished" in proc.stderr, proc.stderr
+
+    finished = _files(stage)
+    proc = icegrt("sft", "run.name=demo", *TINY_SFT, cwd=tmp_path, check=False)
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert proc.returncode != 0 and len(errors) == 1, proc.stderr
+    assert "already finished" in errors[0] and "run.force=true" in errors[0]
+    assert _files(stage) == finished  # a plain rerun leaves the finished stage as it was
+
+    icegrt("sft", "run.name=demo", *TINY_SFT, "run.force=true", cwd=tmp_path)
+    assert json.loads((stage / "summary.json").read_text())["steps"] > 0
+    assert (stage / "summary.json").stat().st_mtime_ns > finished[str(stage / "summary.json")]

@@ -90,8 +90,11 @@ def _quiet_transformers() -> None:
 
 
 def save_run_config(cfg: DictConfig, out_dir: Path) -> Path:
-    """Write the composed config beside the outputs so the run can be repeated exactly."""
+    """Write the composed config beside the outputs so the run can be repeated exactly. Called
+    once the inputs have loaded: from here on the folder is being rewritten, so an earlier
+    run's summary.json (a forced rerun's) goes first and "finished" means this run finished."""
     out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "summary.json").unlink(missing_ok=True)
     path = out_dir / "config.yaml"
     OmegaConf.save(cfg, path, resolve=True)
     return path

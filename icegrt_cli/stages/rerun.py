@@ -1,4 +1,5 @@
-"""Honest reruns: a resume continues the run it names, with the settings that run was made with.
+"""Honest reruns: a finished stage is never started again by accident, and a resume continues
+the run it names, with the settings that run was made with.
 
 Every checkpoint keeps the composed settings of its stage (`settings` in its state.json). Before
 anything is written - before Hydra writes `.hydra/` - a command with `run.resume` is compared
@@ -89,11 +90,13 @@ def setting_changes(saved: dict[str, Any], now: dict[str, Any], prefix: str = ""
 
 
 def check_resume(cfg: DictConfig, out_dir: Path, prefix: str = "") -> list[str]:
-    """Raise ConfigError when `cfg.run.resume` would continue a finished stage or a checkpoint
-    made with other settings, unless `run.force`; return the differences found (printed by the
-    caller when forced)."""
-    if not cfg.run.get("resume") or cfg.get("stage") == "eval":  # eval keeps no checkpoints
+    """Raise ConfigError when a command would start a finished training stage afresh, or
+    `cfg.run.resume` would continue a finished stage or a checkpoint made with other settings,
+    unless `run.force`; return the problems found (printed by the caller when forced)."""
+    if cfg.get("stage") == "eval":  # keeps no checkpoints; a rerun rewrites only its results
         return []
+    if not cfg.run.get("resume"):
+        return check_fresh_start(cfg, out_dir)
     from icegrt_cli.engine.checkpoint import Checkpointer, checkpoint_settings
 
     checkpoint = Checkpointer(out_dir / "checkpoints").resolve(cfg.run.resume)
@@ -110,3 +113,15 @@ def check_resume(cfg: DictConfig, out_dir: Path, prefix: str = "") -> list[str]:
             "(run.force=true resumes anyway; without run.resume the stage starts afresh)"
         )
     return problems
+
+
+def check_fresh_start(cfg: DictConfig, out_dir: Path) -> list[str]:
+    """Refuse to start a finished stage again, which would replace its model, metrics and
+    config, unless `run.force` (then `save_run_config` unmarks it once its inputs load)."""
+    summary = out_dir / "summary.json"
+    if not summary.exists():
+        return []
+    problem = f"{out_dir} already finished (summary.json); starting it again replaces its model"
+    if not cfg.run.get("force"):
+        raise ConfigError(f"{problem} (a new run.name keeps both; run.force=true starts it again)")
+    return [problem]
