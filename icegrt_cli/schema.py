@@ -109,13 +109,31 @@ def default_of(item: dataclasses.Field) -> Any:
     return None
 
 
-def _shown(value: Any) -> str:
+def flatten(node: Any, prefix: str = "") -> dict[str, Any]:
+    """Nested config -> `a.b.c -> value`. A list of plain values stays one value (`eval.tasks`);
+    a list of mappings is indexed (`sft.data.sources.0.path`)."""
+    if isinstance(node, dict):
+        items = [(str(key), value) for key, value in node.items()]
+    elif isinstance(node, list) and any(isinstance(item, (dict, list)) for item in node):
+        items = [(str(index), value) for index, value in enumerate(node)]
+    else:
+        return {prefix: node}
+    flat: dict[str, Any] = {}
+    for key, value in items:
+        flat.update(flatten(value, f"{prefix}.{key}" if prefix else key))
+    return flat
+
+
+def value_text(value: Any) -> str:
+    """YAML-like text for a config value: `null`, `true`, `0.05`, `''`, `[a, b]`."""
     if value is None:
         return "null"
     if isinstance(value, bool):
         return str(value).lower()
     if isinstance(value, str):
         return value or "''"
+    if isinstance(value, list):
+        return "[" + ", ".join(value_text(item) for item in value) + "]"
     return str(value)
 
 
@@ -133,7 +151,7 @@ def settings_help(schema: type, cfg: DictConfig) -> list[str]:
             section = head
             lines.append("")
         value = _composed(cfg, key)
-        lines.append(f"  {key} = {_shown(value)}")
+        lines.append(f"  {key} = {value_text(value)}")
         doc = field_docs(owner).get(item.name, "")
         lines += [f"      {line}" for line in doc.splitlines()]
     return lines

@@ -11,7 +11,8 @@ from __future__ import annotations
 from collections import Counter
 
 from icegrt_cli.report.discover import Run
-from icegrt_cli.stages.rerun import LAUNCH_KEYS, flatten, value_text
+from icegrt_cli.schema import flatten, value_text
+from icegrt_cli.stages.rerun import LAUNCH_KEYS
 
 BASELINE = "baseline"
 """The label of a run whose every factor takes the value most runs share."""

@@ -23,6 +23,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from icegrt_cli.errors import ConfigError
+from icegrt_cli.schema import flatten, value_text
 
 LAUNCH_KEYS = frozenset(
     f"run.{key}"
@@ -42,32 +43,6 @@ FREE_ON_RESUME = LAUNCH_KEYS | frozenset(
 )
 """Keys a resume may change: launch settings and the save / stop / log cadence. Evaluation
 cadence (`train.eval_every`) is compared: PPO's held-out evaluations draw from the same seeds."""
-
-
-def flatten(node: Any, prefix: str = "") -> dict[str, Any]:
-    """Nested config -> `a.b.c -> value`. A list of plain values stays one value (`eval.tasks`);
-    a list of mappings is indexed (`sft.data.sources.0.path`)."""
-    if isinstance(node, dict):
-        items = [(str(key), value) for key, value in node.items()]
-    elif isinstance(node, list) and any(isinstance(item, (dict, list)) for item in node):
-        items = [(str(index), value) for index, value in enumerate(node)]
-    else:
-        return {prefix: node}
-    flat: dict[str, Any] = {}
-    for key, value in items:
-        flat.update(flatten(value, f"{prefix}.{key}" if prefix else key))
-    return flat
-
-
-def value_text(value: Any) -> str:
-    """YAML-like text for a config value: `null`, `true`, `0.05`, `[a, b]`."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return str(value).lower()
-    if isinstance(value, list):
-        return "[" + ", ".join(value_text(item) for item in value) + "]"
-    return str(value)
 
 
 def settings_of(cfg: DictConfig) -> dict[str, Any]:
