@@ -24,6 +24,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from icegrt_cli.errors import ConfigError
 from icegrt_cli.schema import flatten, value_text
+from icegrt_cli.stages.common import is_complete
 
 LAUNCH_KEYS = frozenset(
     f"run.{key}"
@@ -76,7 +77,7 @@ def check_resume(cfg: DictConfig, out_dir: Path, prefix: str = "") -> list[str]:
 
     checkpoint = Checkpointer(out_dir / "checkpoints").resolve(cfg.run.resume)
     problems = []
-    if (out_dir / "summary.json").exists():
+    if is_complete(out_dir):
         problems.append(f"{out_dir} already finished (summary.json), nothing to resume")
     saved = checkpoint_settings(checkpoint)
     changes = [] if saved is None else setting_changes(saved, settings_of(cfg), prefix)
@@ -93,8 +94,7 @@ def check_resume(cfg: DictConfig, out_dir: Path, prefix: str = "") -> list[str]:
 def check_fresh_start(cfg: DictConfig, out_dir: Path) -> list[str]:
     """Refuse to start a finished stage again, which would replace its model, metrics and
     config, unless `run.force` (then `save_run_config` unmarks it once its inputs load)."""
-    summary = out_dir / "summary.json"
-    if not summary.exists():
+    if not is_complete(out_dir):
         return []
     problem = f"{out_dir} already finished (summary.json); starting it again replaces its model"
     if not cfg.run.get("force"):
