@@ -61,11 +61,14 @@ def judge_records(responses: list[str], records: list[Mapping[str, Any]]) -> dic
     """Mean `gold` score and `gold_<part>` parts of the responses whose record names a judge
     (`JUDGE_FIELD`, set from its source's `judge`) and that the judge scores; {} if none."""
     graded: list[Judgement] = []
+    judges: dict[str, Callable[[str, Mapping[str, Any]], Judgement | None]] = {}
     for response, record in zip(responses, records, strict=True):
         spec = record.get(JUDGE_FIELD)
         if spec is None:
             continue
-        judgement = resolve_judge(spec, "data source judge")(response, record)
+        if spec not in judges:
+            judges[spec] = resolve_judge(spec, "data source judge")
+        judgement = judges[spec](response, record)
         if judgement is not None:
             graded.append(judgement)
     if not graded:
