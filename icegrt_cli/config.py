@@ -116,6 +116,18 @@ class PeftConfig:
 
 
 @dataclass
+class EngineConfig:
+    """How a stage spreads over processes (Accelerate): `engine=ddp|fsdp|zero2|zero3`."""
+
+    kind: str = one_of("ddp", "fsdp", "zero2", "zero3")
+    """ddp: each process holds whole models and gradients are all-reduced. fsdp: PyTorch FSDP
+    shards parameters, gradients and optimizer state. zero2: DeepSpeed ZeRO stage 2 shards
+    optimizer state and gradients. zero3: DeepSpeed ZeRO stage 3 shards parameters too."""
+    offload: bool = False
+    """Keep optimizer state (fsdp and zero3: parameters too) in CPU memory between uses."""
+
+
+@dataclass
 class SourceConfig:
     kind: str = one_of("demo", "file", "hub")
     """demo (the bundled demo's files, icegrt_cli/demo) | file (jsonl, json, csv, parquet by
@@ -208,6 +220,8 @@ class SFTConfig:
     """Output folder, seed, resume, precision, threads, logging."""
     model: ModelConfig = field(default_factory=ModelConfig)
     """The model to fine-tune: `model=tiny|small|base` (built) or `model=hf` (a checkpoint)."""
+    engine: EngineConfig = field(default_factory=EngineConfig)
+    """Multi-process engine: `engine=ddp|fsdp|zero2|zero3`."""
     peft: PeftConfig = field(default_factory=PeftConfig)
     """Full fine-tuning or LoRA adapters: `peft=none|lora`."""
     data: DataConfig = field(default_factory=DataConfig)
@@ -246,6 +260,8 @@ class TrainRMConfig:
     """Output folder, seed, resume, precision, threads, logging."""
     reward_model: ModelConfig = field(default_factory=ModelConfig)
     """The reward model's own size group: `model@reward_model=tiny|small|base|sft|hf`."""
+    engine: EngineConfig = field(default_factory=EngineConfig)
+    """Multi-process engine: `engine=ddp|fsdp|zero2|zero3`."""
     peft: PeftConfig = field(default_factory=PeftConfig)
     """Full fine-tuning or LoRA adapters (the scalar head always trains): `peft=none|lora`."""
     data: DataConfig = field(default_factory=DataConfig)
@@ -285,6 +301,8 @@ class RolloutConfig:
     """Subtracted from a truncated response's raw score when truncated=penalty."""
     forward_batch_size: int = 32
     """Rows per no-grad forward pass when scoring rollouts."""
+    n: int = 1
+    """Responses sampled per prompt (a group); the group-based advantage estimators need n > 1."""
 
 
 @dataclass
@@ -364,6 +382,16 @@ class PPOAlgoConfig:
 
 
 @dataclass
+class AdvantageConfig:
+    """How advantages are estimated: `advantage=gae|grpo|dr_grpo|rloo|reinforce_pp`."""
+
+    estimator: str = one_of("gae", "grpo", "dr_grpo", "rloo", "reinforce_pp")
+    """gae: a critic and generalised advantage estimation (the paper's PPO). The others need no
+    critic: grpo (group mean / std), dr_grpo (group mean), rloo (leave-one-out mean),
+    reinforce_pp (REINFORCE++: returns whitened over the batch)."""
+
+
+@dataclass
 class PPOTrainConfig:
     eval_every: int = 10
     """Steps between held-out evaluations (greedy answers scored by reward model and gold)."""
@@ -402,6 +430,8 @@ class PPOConfig:
     """Actor start and frozen reference: `model@policy=sft` (this run's SFT model) by default."""
     reward_model: ModelConfig = field(default_factory=ModelConfig)
     """Frozen reward model: `model@reward_model=rm` (this run's train_rm model) by default."""
+    engine: EngineConfig = field(default_factory=EngineConfig)
+    """Multi-process engine: `engine=ddp|fsdp|zero2|zero3`."""
     peft: PeftConfig = field(default_factory=PeftConfig)
     """LoRA for actor and critic (`peft=lora`): the reference is the actor with its adapters
     off, so no second copy of the policy's weights is held."""
@@ -419,6 +449,8 @@ class PPOConfig:
     """KL control: `kl=none|fixed|adaptive`."""
     ppo: PPOAlgoConfig = field(default_factory=PPOAlgoConfig)
     """The PPO update."""
+    advantage: AdvantageConfig = field(default_factory=AdvantageConfig)
+    """Advantage estimator: `advantage=gae|grpo|dr_grpo|rloo|reinforce_pp`."""
     train: PPOTrainConfig = field(default_factory=PPOTrainConfig)
     """Held-out checks, checkpoints and samples during PPO."""
 
