@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from icegrt_cli.errors import reporting_errors
+from icegrt_cli.errors import ConfigError, reporting_errors
 from icegrt_cli.launch import launch
 from icegrt_cli.stages.registry import STAGES
 
@@ -56,6 +56,53 @@ def _stage_command(verb: str, stage: str, text: str) -> None:
 
 for _stage in STAGES.values():
     _stage_command(_stage.verb, _stage.name, _stage.summary)
+
+
+@app.command("plan", context_settings=HYDRA_ARGS)
+def plan(
+    ctx: typer.Context,
+    stage: Annotated[str, typer.Argument(help="The stage to plan: ppo, sft or train-rm.")],
+    devices: Annotated[
+        int, typer.Option("--devices", help="Processes (one per device) the stage runs on.")
+    ] = 1,
+    device_memory: Annotated[
+        str | None,
+        typer.Option("--device-memory", help="Memory of one device, e.g. 80GiB; says if it fits."),
+    ] = None,
+    prompt_length: Annotated[
+        int | None,
+        typer.Option(
+            "--prompt-length",
+            help="PPO: longest prompt in tokens; default the longest the context allows.",
+        ),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the plan as JSON.")] = False,
+) -> None:
+    """Memory per device of a stage's models (parameters, gradients, optimizer state,
+    activations) for the same overrides the stage takes, and whether it fits."""
+    import json
+
+    from icegrt_cli.planning.memory import parse_size
+    from icegrt_cli.planning.plan import plan_stage
+    from icegrt_cli.planning.render import plan_notes, plan_table
+
+    def run() -> None:
+        capacity = None
+        if device_memory is not None:
+            try:
+                capacity = parse_size(device_memory)
+            except ValueError as err:
+                raise ConfigError(f"--device-memory: {err}") from None
+        result = plan_stage(stage, list(ctx.args), devices, capacity, prompt_length)
+        console = Console()
+        if as_json:
+            print(json.dumps(result.as_dict(), indent=2))
+            return
+        console.print(plan_table(result))
+        for line in plan_notes(result):
+            console.print(line)
+
+    _guarded(run)
 
 
 @data_app.command("demo")
