@@ -79,7 +79,8 @@ def plan(
     as_json: Annotated[bool, typer.Option("--json", help="Print the plan as JSON.")] = False,
 ) -> None:
     """Memory per device of a stage's models (parameters, gradients, optimizer state,
-    activations) for the same overrides the stage takes, and whether it fits."""
+    activations), and whether it fits. Takes the stage's own overrides: icegrt plan ppo
+    model@policy=13b engine=zero3 peft=lora --devices 8 --device-memory 80GiB."""
     import json
 
     from icegrt_cli.planning.memory import parse_size

@@ -7,6 +7,7 @@ import json
 
 import pytest
 import torch
+from rich.text import Text
 from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, LlamaConfig
 
 from icegrt_cli.adapters import with_adapters
@@ -16,6 +17,7 @@ from icegrt_cli.planning.memory import (
     GIB,
     Bytes,
     Shape,
+    human,
     kv_cache_bytes,
     optimizer_bytes_per_param,
     parse_size,
@@ -23,6 +25,7 @@ from icegrt_cli.planning.memory import (
     train_body_bytes,
 )
 from icegrt_cli.planning.plan import plan_stage
+from icegrt_cli.planning.render import plan_notes
 from icegrt_cli.planning.shapes import model_shape
 from tests.cli_helpers import icegrt
 
@@ -147,6 +150,15 @@ def test_lora_shares_the_reference_and_critic_free_estimators_drop_the_critic() 
     assert roles["actor"].device.optimizer == 32 * 16 * (4 * 8192 + 3 * 15104) * 8
 
 
+def test_verdict_names_what_the_peak_needs() -> None:
+    args = ["model@policy=7b", "model@reward_model=7b", "peft=lora"]
+    small = plan_stage("ppo", args, device_memory=GIB)
+    verdict = Text.from_markup(plan_notes(small)[-1]).plain
+    assert verdict == f"does not fit in 1.00 GiB: needs {human(small.peak.total)} per device"
+    large = plan_stage("ppo", args, device_memory=1024 * GIB)
+    assert Text.from_markup(plan_notes(large)[-1]).plain.startswith("fits in 1,024.00 GiB")
+
+
 def test_plan_refuses_what_the_stage_refuses() -> None:
     with pytest.raises(ConfigError, match="ppo.lrr"):
         plan_stage("ppo", ["model@policy=7b", "model@reward_model=7b", "ppo.lrr=1"])
@@ -163,7 +175,5 @@ def test_plan_verb_prints_json_and_a_verdict(tmp_path) -> None:
     plan = json.loads(out.stdout)
     assert plan["roles"][0]["device"]["params"] == LLAMA2_7B * 2 // 8
     assert plan["fits"] == (plan["peak"]["total"] <= 80 * GIB)
-    shown = icegrt(*args, "--devices", "8", "--device-memory", "1GiB", cwd=tmp_path)
-    assert "does not fit in 1.00 GiB" in shown.stdout
     bad = icegrt("plan", "ppo", "--device-memory", "lots", cwd=tmp_path, check=False)
     assert bad.returncode != 0 and "--device-memory" in bad.stderr + bad.stdout
