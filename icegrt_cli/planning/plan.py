@@ -162,7 +162,9 @@ class _Model:
     eager: bool
 
 
-def _model(model_cfg: DictConfig, key: str, cfg: DictConfig, scalar: bool, peft) -> _Model:
+def _model(
+    model_cfg: DictConfig, key: str, cfg: DictConfig, scalar: bool, peft: DictConfig
+) -> _Model:
     config = architecture(model_cfg, key)
     weight = dtype_bytes(model_cfg.dtype)
     return _Model(
@@ -219,7 +221,9 @@ def _count(n: int) -> str:
     return f"{n / 1e9:.2f}B" if n >= 1e9 else f"{n / 1e6:.1f}M" if n >= 1e6 else f"{n:,}"
 
 
-def _plan_sft(cfg, run_root, devices, _prompt_length):
+def _plan_sft(
+    cfg: DictConfig, run_root: Path | None, devices: int, _prompt_length: int | None
+) -> tuple[list[RolePlan], str]:
     model = _model(resolve_model(cfg.model, run_root, "model"), "model", cfg, False, cfg.peft)
     rows, seq = cfg.train.batch_size, cfg.data.max_length
     working = train_body_bytes(
@@ -229,7 +233,9 @@ def _plan_sft(cfg, run_root, devices, _prompt_length):
     return [role], f"micro-batch {rows} rows x {seq} tokens (data.max_length) per device"
 
 
-def _plan_train_rm(cfg, run_root, devices, _prompt_length):
+def _plan_train_rm(
+    cfg: DictConfig, run_root: Path | None, devices: int, _prompt_length: int | None
+) -> tuple[list[RolePlan], str]:
     model_cfg = resolve_model(cfg.reward_model, run_root, "reward_model")
     model = _model(model_cfg, "reward_model", cfg, True, cfg.peft)
     rows, seq = 2 * cfg.train.batch_size, cfg.data.max_length
@@ -243,7 +249,9 @@ def _plan_train_rm(cfg, run_root, devices, _prompt_length):
     )
 
 
-def _plan_ppo(cfg, run_root, devices, prompt_length):
+def _plan_ppo(
+    cfg: DictConfig, run_root: Path | None, devices: int, prompt_length: int | None
+) -> tuple[list[RolePlan], str]:
     policy_cfg = resolve_model(cfg.policy, run_root, "policy")
     rm_cfg = resolve_model(cfg.reward_model, run_root, "reward_model")
     lora = cfg.peft.kind == "lora"
