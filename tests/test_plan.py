@@ -70,6 +70,14 @@ def test_counts_are_exact_for_causal_and_scalar_models_with_and_without_lora() -
     assert (scalar.parameters, scalar.trainable) == (_numel(real), _numel(real, trainable=True))
 
 
+def test_a_checkpoint_folder_is_counted_as_the_stage_loads_it(tiny_model_dir, tiny_lm) -> None:
+    model, _ = tiny_lm
+    args = ["model=hf", f"model.name_or_path={tiny_model_dir}", "model.dtype=float32"]
+    (role,) = plan_stage("sft", args).roles
+    assert role.trains == f"all {_numel(model):,} / {_numel(model):,}"
+    assert role.device.params == role.device.grads == 4 * _numel(model)
+
+
 def test_adamw_state_per_parameter() -> None:
     assert optimizer_bytes_per_param(4, "ddp") == 8  # two fp32 moments
     assert optimizer_bytes_per_param(2, "ddp") == 4  # torch keeps them in the weights' bf16

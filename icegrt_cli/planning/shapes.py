@@ -1,8 +1,9 @@
 """A model's shape and exact parameter counts, without its weights.
 
 The architecture comes from where a stage would load it: a size preset's config (built exactly
-as `icegrt_cli.models` builds it), a checkpoint folder's config.json, or, for the hub ids the
-shipped presets name, the table below (no network). The model is then built on the `meta`
+as `icegrt_cli.models` builds it), a checkpoint folder's config.json, for the hub ids the
+shipped presets name the table below (no network), and for another hub id its config.json
+from the cache or the hub. The model is then built on the `meta`
 device, where tensors have shapes and no storage, so counts are exact for any architecture
 and LoRA adapters are counted by adding them the way a stage does.
 """
@@ -25,7 +26,7 @@ from transformers import (
 from icegrt_cli.adapters import with_adapters
 from icegrt_cli.config import PeftConfig
 from icegrt_cli.errors import ConfigError
-from icegrt_cli.models import build_preset_config, check_model_folder
+from icegrt_cli.models import build_preset_config, check_model_folder, check_model_path
 from icegrt_cli.planning.memory import Shape
 
 LLAMA2 = {
@@ -88,15 +89,15 @@ def architecture(cfg: DictConfig, key: str) -> PretrainedConfig:
         # A pad token added on load grows the embeddings by a row (`icegrt_cli.models`).
         config.vocab_size = max(config.vocab_size, len(load_tokenizer(cfg)))
         return config
+    # A missing folder is named as the stage names it; a hub id must be cached or reachable.
+    check_model_path(source, f"{key}.name_or_path")
     try:
-        return AutoConfig.from_pretrained(
-            source, trust_remote_code=cfg.trust_remote_code, local_files_only=True
-        )
+        return AutoConfig.from_pretrained(source, trust_remote_code=cfg.trust_remote_code)
     except (OSError, ValueError):
         known = ", ".join(sorted(KNOWN_HUB_MODELS))
         raise ConfigError(
-            f"{key}.name_or_path: '{source}' is neither a folder nor a hub id in the local cache "
-            f"or the planner's table ({known}); give a folder with its config.json"
+            f"{key}.name_or_path: no config.json could be read for '{source}' (the planner "
+            f"knows {known} without one); give a folder with its config.json"
         ) from None
 
 
