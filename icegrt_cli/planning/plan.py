@@ -187,7 +187,6 @@ def _role(
     devices: int,
     phases: dict[str, int],
     trainable: bool,
-    note: str = "",
 ) -> RolePlan:
     """Place one model's state and working memory under the stage's engine."""
     shape, engine = model.shape, cfg.engine.kind
@@ -201,7 +200,7 @@ def _role(
         optimizer = shape.trainable * optimizer_bytes_per_param(state, engine)
     placed = place(params, grads, optimizer, engine, devices, cfg.engine.offload)
     gathered = gathered_bytes(shape.largest_block * model.weight_bytes, engine)
-    working = {name: value + gathered for name, value in phases.items()}
+    working = {phase: size + gathered for phase, size in phases.items()}
     device = Bytes(
         placed.device.params, placed.device.grads, placed.device.optimizer, max(working.values())
     )
@@ -210,7 +209,7 @@ def _role(
         trains = f"{what} {_count(shape.trainable)} / {_count(shape.parameters)}"
     else:
         trains = f"frozen {_count(shape.parameters)}"
-    return RolePlan(name, trains, device, placed.cpu, note, working)
+    return RolePlan(name, trains, device, placed.cpu, "", working)
 
 
 def _shared(name: str, trains: str, note: str) -> RolePlan:
