@@ -37,6 +37,8 @@ COLUMNS: dict[str, str] = {
     "gold": "gold score of the last PPO rollouts (rollout/gold)",
     "KL": "KL to the reference per sequence, last PPO step (kl/ref)",
     "beta": "KL coefficient at the last PPO step (kl/beta)",
+    "ppo peak MiB": "peak memory of the PPO process (summary.json peak_memory_mb: allocated "
+    "on a GPU, resident on the CPU)",
     "held-out score": "reward-model score of greedy answers to held-out prompts after PPO "
     "(eval/score), change since step 0",
     "held-out gold": "gold score of those answers (eval/gold), change since step 0",
@@ -104,6 +106,12 @@ def _final(records: list[dict[str, Any]], key: str, with_change: bool = False) -
     return Final(value, None if start is None else value - start)
 
 
+def _summary_value(run: Run, stage: str, key: str) -> Final | None:
+    summary = run.stages[stage].summary if stage in run.stages else None
+    value = (summary or {}).get(key)
+    return None if value is None else Final(float(value))
+
+
 def final_metrics(run: Run) -> dict[str, Final]:
     """The run's figures by column name; columns the run has no data for are absent."""
 
@@ -117,6 +125,7 @@ def final_metrics(run: Run) -> dict[str, Final]:
         "gold": _final(records("ppo"), "rollout/gold"),
         "KL": _final(records("ppo"), "kl/ref"),
         "beta": _final(records("ppo"), "kl/beta"),
+        "ppo peak MiB": _summary_value(run, "ppo", "peak_memory_mb"),
         "held-out score": _final(records("ppo"), "eval/score", with_change=True),
         "held-out gold": _final(records("ppo"), "eval/gold", with_change=True),
     }
