@@ -284,7 +284,7 @@ class TrainRMConfig:
 @dataclass
 class RolloutConfig:
     batch_size: int = 32
-    """Prompts sampled per PPO step (per process)."""
+    """Prompts sampled per PPO step (per process); each gets rollout.n responses."""
     max_new_tokens: int = 96
     """Longest response; one cut here counts as truncated (see `truncated`)."""
     temperature: float = 1.0
@@ -354,7 +354,7 @@ class PPOAlgoConfig:
     epochs: int = 2
     """Passes over each rollout batch."""
     minibatch_size: int = 16
-    """Rollout rows per optimizer step of actor and critic."""
+    """Rollout rows (episodes: prompts x rollout.n) per optimizer step of actor and critic."""
     lr: float = 1e-4
     """Actor learning rate."""
     critic_lr: float = 3e-4

@@ -23,7 +23,7 @@ from icegrt_cli.ppo.core import (
 )
 from icegrt_cli.ppo.experience import build_experience
 from icegrt_cli.ppo.rollout import Sequences
-from icegrt_cli.stages.ppo import check
+from icegrt_cli.stages.ppo import check, group_rows
 
 # Two groups of three: returns 1, 2, 3 (mean 2, unbiased std 1) and a group of equal returns.
 RETURNS = torch.tensor([1.0, 2.0, 3.0, 0.5, 0.5, 0.5])
@@ -222,3 +222,11 @@ def test_group_estimators_refuse_one_response_per_prompt_and_critic_settings() -
         )
     with pytest.raises(ConfigError, match="rollout.n: responses per prompt must be >= 1"):
         check(_settings(**{"rollout.n": 0}))
+
+
+def test_groups_are_adjacent_and_whole_on_each_process() -> None:
+    ids = [5, 6, 7, 8]
+    assert group_rows(ids, 0, 1, 2) == [5, 5, 6, 6, 7, 7, 8, 8]
+    rank0, rank1 = group_rows(ids, 0, 2, 3), group_rows(ids, 1, 2, 3)
+    assert rank0 == [5, 5, 5, 7, 7, 7] and rank1 == [6, 6, 6, 8, 8, 8]
+    assert not set(rank0) & set(rank1)  # no prompt's group on both processes

@@ -1,10 +1,12 @@
-"""`icegrt ppo`: the ICE-GRT PPO stage with actor, reference, reward model and critic.
+"""`icegrt ppo`: the ICE-GRT PPO stage with actor, reference, reward model and critic (no
+critic for the critic-free advantage estimators, `advantage=grpo|dr_grpo|rloo|reinforce_pp`).
 
-Set-up: (1) runtime and tokenizers, (2) prompts that fit, (3) four models, (4) optimisers,
-controller and statistics. Then the step driver runs the PPO steps, each: (1) sample
-responses, (2) score them without gradients, (3) shape the scores, (4) turn them into
-per-token rewards, advantages and returns, (5) update actor and critic, (6) adapt the KL
-coefficient, (7) report. The driver evaluates, checkpoints, resumes and handles interrupts.
+Set-up: (1) runtime and tokenizers, (2) prompts that fit, (3) four models (three without a
+critic), (4) optimisers, controller and statistics. Then the step driver runs the PPO steps,
+each: (1) sample rollout.n responses per prompt, (2) score them without gradients, (3) shape
+the scores, (4) turn them into per-token rewards, advantages and returns, (5) update actor
+and critic, (6) adapt the KL coefficient, (7) report. The driver evaluates, checkpoints,
+resumes and handles interrupts.
 """
 
 from __future__ import annotations
@@ -301,10 +303,8 @@ class PPOJob:
         global_size = cfg.rollout.batch_size * rt.world_size
         epoch, position = divmod(step, len(self.records) // global_size)
         ids = global_batches(len(self.records), global_size, epoch, cfg.run.seed)[position]
-        # A group: this process's prompt repeated rollout.n times, adjacent, so groups are
-        # whole on every process by construction. All rows go to one generate call.
         n = cfg.rollout.n
-        mine = [i for i in ids[rt.rank :: rt.world_size] for _ in range(n)]
+        mine = group_rows(ids, rt.rank, rt.world_size, n)
         batch_records = [self.records[i] for i in mine]
         rows = [self.prompt_rows[i] for i in mine]
 
@@ -471,6 +471,13 @@ class PPOJob:
         if "ptx_generator" in state:
             self.ptx_generator.set_state(torch.tensor(state["ptx_generator"], dtype=torch.uint8))
         self.before = state.get("eval_before", {})
+
+
+def group_rows(ids: list[int], rank: int, world_size: int, n: int) -> list[int]:
+    """This process's rollout rows: its share of the step's prompt `ids` (every world_size-th),
+    each repeated `n` times in adjacent rows (a group). Groups are formed after the split
+    between processes, so a group is never spread over two; all rows go to one generate call."""
+    return [i for i in ids[rank::world_size] for _ in range(n)]
 
 
 def _save_samples(
