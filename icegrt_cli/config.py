@@ -403,7 +403,9 @@ class AdvantageConfig:
     averaged per token; rloo R_i - mean of the other n - 1 of its group, KL in the reward;
     reinforce_pp (REINFORCE++) per-token KL in the reward, reward-to-go with ppo.gamma,
     whitened over the batch (rollout.n may be 1). A group whose returns are all equal gets
-    advantage 0. grpo, dr_grpo and rloo need rollout.n >= 2."""
+    advantage 0. grpo, dr_grpo and rloo need rollout.n >= 2. Except dr_grpo, the policy loss
+    is the mean over the minibatch's tokens (not GRPO's mean of per-response means, which
+    weighs a short response's tokens more)."""
     group_std_eps: float = 1e-6
     """grpo: added to the group's standard deviation before dividing by it."""
 

@@ -89,7 +89,9 @@ def test_reinforce_pp_whitens_the_returns_over_the_batch() -> None:
     # Returns (gamma 1): [1, 1, 1] and [2, 2, -]; mean 1.4, unbiased var (3 * 0.16 + 2 * 0.36) / 4
     # = 0.3: 1 -> -0.4 / sqrt(0.3), 2 -> 0.6 / sqrt(0.3).
     low, high = -0.4 / math.sqrt(0.3), 0.6 / math.sqrt(0.3)
-    assert reinforce_pp_advantages(rewards, mask).tolist() == [
+    advantages, returns = reinforce_pp_advantages(rewards, mask)
+    assert returns.tolist() == [[1.0, 1.0, 1.0], [2.0, 2.0, 0.0]]
+    assert advantages.tolist() == [
         pytest.approx([low, low, low], abs=1e-6),
         pytest.approx([high, high, 0.0], abs=1e-6),
     ]

@@ -197,7 +197,8 @@ def shape_token_rewards(scores: Tensor, kl: Tensor, mask: Tensor, beta: float) -
 
 
 class GAEOutput(NamedTuple):
-    """Advantages and value targets, both (B, T), 0 on masked positions, without grad."""
+    """Advantages and returns (GAE's value targets), both (B, T), 0 on masked positions,
+    without grad."""
 
     advantages: Tensor
     returns: Tensor
@@ -300,12 +301,14 @@ def reinforce_pp_advantages(
     mask: Tensor,
     gamma: float = 1.0,
     sum_across: Callable[[Tensor], Tensor] | None = None,
-) -> Tensor:
-    """REINFORCE++ (Hu 2025, arXiv:2501.03262): reward-to-go of the per-token rewards (B, T)
-    (score at the last token, -beta * KL_t on every token), whitened over the valid tokens of
-    the whole batch (`sum_across`: over every process). No critic and no groups: the batch
-    mean is the baseline."""
-    return masked_whiten(discounted_returns(rewards, mask, gamma), mask, sum_across=sum_across)
+) -> GAEOutput:
+    """REINFORCE++ (Hu 2025, arXiv:2501.03262): the returns are the reward-to-go of the
+    per-token rewards (B, T) (score at the last token, -beta * KL_t on every token); the
+    advantages are those returns whitened over the valid tokens of the whole batch
+    (`sum_across`: over every process). No critic and no groups: the batch mean is the
+    baseline."""
+    returns = discounted_returns(rewards, mask, gamma)
+    return GAEOutput(masked_whiten(returns, mask, sum_across=sum_across), returns)
 
 
 class GroupSpread(NamedTuple):

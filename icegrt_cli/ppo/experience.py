@@ -15,7 +15,6 @@ from icegrt_cli.config import (
     resolve_kl,
 )
 from icegrt_cli.ppo.core import (
-    discounted_returns,
     dr_grpo_advantages,
     gae,
     group_spread,
@@ -94,8 +93,8 @@ def build_experience(
 
     KL goes where `kl_cfg` says, its nulls filled in for the estimator (`config.resolve_kl`):
     with in_reward=false the reward carries the score alone and KL enters the loss instead.
-    `advantage` defaults to gae. gae reads the critic's `values` and whitens
-    when ppo.advantage_norm; the others take `values=None`. The group estimators read the
+    `advantage` defaults to gae. gae reads the critic's `values` and whitens when
+    ppo.advantage_norm; the others take `values=None`. The group estimators read the
     sequence return R_i = sum_t r_t of `group_size` adjacent rows per prompt and give every
     token of response i its A_i; advantages are final here, before any minibatching, so the
     update may split groups freely. `horizon` (rollout.max_new_tokens) is dr_grpo's constant
@@ -119,8 +118,7 @@ def build_experience(
         advantages, returns = gae(rewards, values, mask, ppo.gamma, ppo.lam)
         stats["values/mean"] = masked_mean(values, mask).item()
     elif estimator == "reinforce_pp":
-        returns = discounted_returns(rewards, mask, ppo.gamma)
-        advantages = reinforce_pp_advantages(rewards, mask, ppo.gamma, sum_across)
+        advantages, returns = reinforce_pp_advantages(rewards, mask, ppo.gamma, sum_across)
     elif estimator in GROUP_ESTIMATORS:
         sequence_returns = rewards.sum(dim=1)
         per_sequence = {
