@@ -654,3 +654,14 @@ def test_ppo_peak_memory_comes_from_its_summary() -> None:
     assert final_metrics(run)["ppo peak MiB"] == Final(812.5)
     unfinished = SimpleNamespace(stages={"ppo": SimpleNamespace(metrics=[], summary=None)})
     assert "ppo peak MiB" not in final_metrics(unfinished)
+
+
+def test_kl_column_is_the_k1_estimate_whichever_estimator_a_run_optimised() -> None:
+    k3_run = [{"step": 40, "kl/ref": 1.38, "kl/k1": 1.09}]
+    assert final_metrics(
+        SimpleNamespace(stages={"ppo": SimpleNamespace(metrics=k3_run, summary=None)})
+    )["KL"] == Final(1.09)
+    older = [{"step": 40, "kl/ref": 0.5}]
+    assert final_metrics(
+        SimpleNamespace(stages={"ppo": SimpleNamespace(metrics=older, summary=None)})
+    )["KL"] == Final(0.5)
