@@ -333,8 +333,8 @@ class KLConfig:
     20% x episodes / horizon. Ziegler et al.'s 10000 suits long runs; at the demo's 32 episodes
     a step it would move beta by under 1% in a whole 40-step run."""
     estimator: str | None = one_of(None, "k1", "k2", "k3")
-    """k1 | k2 | k3, or null: as the advantage estimator uses it (k3 for grpo and dr_grpo,
-    whose KL is in the loss; k1 otherwise). Per token from d = log pi - log pi_ref on tokens
+    """k1 | k2 | k3, or null: k3 where KL is in the loss (grpo and dr_grpo by default), k1
+    where it is in the reward. Per token from d = log pi - log pi_ref on tokens
     sampled from pi.
     In the reward (in_reward=true) each is a value: k1 = d is unbiased for KL(pi || pi_ref);
     k3 = exp(-d) - 1 + d is unbiased and never negative; k2 = d^2 / 2 is biased, low variance.
