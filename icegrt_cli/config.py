@@ -284,7 +284,7 @@ class TrainRMConfig:
 @dataclass
 class RolloutConfig:
     batch_size: int = 32
-    """Prompts sampled per PPO step (per process)."""
+    """Prompts sampled per PPO step (per process); each gets rollout.n responses."""
     max_new_tokens: int = 96
     """Longest response; one cut here counts as truncated (see `truncated`)."""
     temperature: float = 1.0
@@ -302,7 +302,10 @@ class RolloutConfig:
     forward_batch_size: int = 32
     """Rows per no-grad forward pass when scoring rollouts."""
     n: int = 1
-    """Responses sampled per prompt (a group); the group-based advantage estimators need n > 1."""
+    """Responses sampled per prompt (a group): each process repeats each of its batch_size
+    prompts n times, next to each other, in one generate call, so a step has batch_size x n
+    episodes per process and a group never spans processes. grpo, dr_grpo and rloo need
+    n >= 2."""
 
 
 @dataclass
@@ -329,16 +332,19 @@ class KLConfig:
     """Adaptive: episodes over which beta adapts; each step moves beta by at most
     20% x episodes / horizon. Ziegler et al.'s 10000 suits long runs; at the demo's 32 episodes
     a step it would move beta by under 1% in a whole 40-step run."""
-    estimator: str = one_of("k1", "k2", "k3")
-    """k1 | k2 | k3, per token from d = log pi - log pi_ref on tokens sampled from pi.
+    estimator: str | None = one_of(None, "k1", "k2", "k3")
+    """k1 | k2 | k3, or null: k3 where KL is in the loss (grpo and dr_grpo by default), k1
+    where it is in the reward. Per token from d = log pi - log pi_ref on tokens
+    sampled from pi.
     In the reward (in_reward=true) each is a value: k1 = d is unbiased for KL(pi || pi_ref);
     k3 = exp(-d) - 1 + d is unbiased and never negative; k2 = d^2 / 2 is biased, low variance.
     In the loss (in_reward=false) what matters is the gradient: k2's is that of
     KL(pi || pi_ref), k3's that of the reverse KL(pi_ref || pi), and k1's is zero in
     expectation, so k1 in the loss is refused."""
-    in_reward: bool = True
+    in_reward: bool | None = None
     """True: -beta*KL per token in the reward. False: beta*KL added to the policy loss (needs
-    estimator k2 or k3)."""
+    estimator k2 or k3). Null: where the advantage estimator puts it: in the loss for grpo and
+    dr_grpo (as GRPO does), in the reward for gae, rloo and reinforce_pp."""
 
 
 @dataclass
@@ -348,7 +354,7 @@ class PPOAlgoConfig:
     epochs: int = 2
     """Passes over each rollout batch."""
     minibatch_size: int = 16
-    """Rollout rows per optimizer step of actor and critic."""
+    """Rollout rows (episodes: prompts x rollout.n) per optimizer step of actor and critic."""
     lr: float = 1e-4
     """Actor learning rate."""
     critic_lr: float = 3e-4
@@ -366,11 +372,13 @@ class PPOAlgoConfig:
     lam: float = 0.95
     """GAE lambda: 1 is Monte-Carlo returns, 0 one-step TD."""
     advantage_norm: bool = True
-    """Whiten advantages over the valid tokens of the whole rollout batch."""
+    """Whiten GAE's advantages over the valid tokens of the whole rollout batch. The
+    critic-free estimators (advantage=...) scale by their own definition and ignore it."""
     entropy_coef: float = 0.0
     """Entropy bonus weight in the actor loss."""
     critic_warmup_steps: int = 0
-    """First steps update only the critic, so a cold value head does not steer the actor."""
+    """First steps update only the critic, so a cold value head does not steer the actor
+    (advantage=gae only; the critic_* settings mean nothing without a critic)."""
     critic_init: str = one_of("reward_model", "policy")
     """reward_model | policy: where the critic's backbone starts."""
     ptx_coef: float = 0.2
@@ -386,9 +394,47 @@ class AdvantageConfig:
     """How advantages are estimated: `advantage=gae|grpo|dr_grpo|rloo|reinforce_pp`."""
 
     estimator: str = one_of("gae", "grpo", "dr_grpo", "rloo", "reinforce_pp")
-    """gae: a critic and generalised advantage estimation (the paper's PPO). The others need no
-    critic: grpo (group mean / std), dr_grpo (group mean), rloo (leave-one-out mean),
-    reinforce_pp (REINFORCE++: returns whitened over the batch)."""
+    """gae: a critic and generalised advantage estimation (the paper's PPO), whitened when
+    ppo.advantage_norm. The others load no critic and ignore ppo.advantage_norm, each scaling
+    as defined. With R_i the sequence return (score, minus beta * summed KL when KL is in the
+    reward) and a group the rollout.n responses to one prompt: grpo (R_i - group mean) /
+    (group std + group_std_eps), KL k3 in the loss; dr_grpo R_i - group mean, KL k3 in the
+    loss, and the loss summed over tokens / (rows x rollout.max_new_tokens) instead of
+    averaged per token; rloo R_i - mean of the other n - 1 of its group, KL in the reward;
+    reinforce_pp (REINFORCE++) per-token KL in the reward, reward-to-go with ppo.gamma,
+    whitened over the batch (rollout.n may be 1). A group whose returns are all equal gets
+    advantage 0. grpo, dr_grpo and rloo need rollout.n >= 2. Except dr_grpo, the policy loss
+    is the mean over the minibatch's tokens (not GRPO's mean of per-response means, which
+    weighs a short response's tokens more)."""
+    group_std_eps: float = 1e-6
+    """grpo: added to the group's standard deviation before dividing by it."""
+
+
+GROUP_ESTIMATORS = ("grpo", "dr_grpo", "rloo")
+"""Advantage estimators whose baseline comes from the other responses to the same prompt."""
+
+
+def needs_critic(estimator: str) -> bool:
+    """Only GAE learns a value function; every other estimator runs without a critic."""
+    return estimator == "gae"
+
+
+def resolve_kl(kl: Any, estimator: str) -> KLConfig:
+    """`kl` (a KLConfig or its DictConfig) with in_reward and estimator filled in where they
+    are null, as the advantage estimator places KL: GRPO and Dr. GRPO put k3 in the loss
+    (arXiv:2402.03300, eq. 4); GAE, RLOO and REINFORCE++ put k1 in the reward per token.
+    A value the user set is kept."""
+    in_loss = estimator in ("grpo", "dr_grpo")
+    in_reward = (not in_loss) if kl.in_reward is None else bool(kl.in_reward)
+    default_estimator = "k1" if in_reward else "k3"
+    return KLConfig(
+        kind=kl.kind,
+        coef=kl.coef,
+        target=kl.target,
+        horizon=kl.horizon,
+        estimator=kl.estimator or default_estimator,
+        in_reward=in_reward,
+    )
 
 
 @dataclass

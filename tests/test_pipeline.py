@@ -99,3 +99,13 @@ def test_a_bad_ppo_setting_stops_the_pipeline_before_sft(tmp_path: Path) -> None
     assert proc.returncode == 2
     assert "error: ptx_data: PPO-ptx (ppo.ptx_coef=0.2) would train on the demo's" in proc.stderr
     assert not (tmp_path / "runs" / "own" / "sft").exists()  # nothing trained, nothing lost
+
+
+def test_a_group_estimator_with_one_response_per_prompt_stops_the_pipeline(tmp_path: Path) -> None:
+    proc = icegrt("pipeline", "run.name=grpo", "ppo.advantage=grpo", cwd=tmp_path, check=False)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines()[-1] == (
+        "error: advantage=grpo needs rollout.n >= 2 responses per prompt (its baseline is the "
+        "rest of the group), got rollout.n=1"
+    )
+    assert not (tmp_path / "runs" / "grpo" / "sft").exists()

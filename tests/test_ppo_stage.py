@@ -288,3 +288,32 @@ def test_ctrl_c_finishes_the_step_saves_it_and_resumes_exactly(run_dir: Path) ->
     for a, b in zip(straight, resumed, strict=True):
         for key in ("rollout/score_raw", "kl/ref", "ppo/policy_loss", "ppo/value_loss"):
             assert a[key] == pytest.approx(b[key], rel=1e-4, abs=1e-6), (a["step"], key)
+
+
+def test_grpo_runs_without_a_critic_and_resumes_exactly(run_dir: Path) -> None:
+    grpo = ("advantage=grpo", "rollout.n=2", "rollout.batch_size=2", "train.eval_every=4")
+    _ppo(run_dir, "grpo_whole", *grpo)
+    _ppo(run_dir, "grpo_parts", *grpo, "train.stop_after=2")
+    checkpoint = next((run_dir / "runs" / "grpo_parts" / "ppo" / "checkpoints").iterdir())
+    assert not [p.name for p in checkpoint.rglob("*critic*")]
+    _ppo(run_dir, "grpo_parts", *grpo, "run.resume=latest")
+    out = run_dir / "runs" / "grpo_whole" / "ppo"
+    assert (out / "model").is_dir() and not (out / "critic").exists()
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["critic"] is False and set(summary["trainable_parameters"]) == {"actor"}
+    assert summary["episodes_per_step"] == 4
+    whole, parts = (
+        [
+            r
+            for r in read_metrics(run_dir / "runs" / n / "ppo" / "metrics.jsonl")
+            if "rollout/score_raw" in r
+        ]
+        for n in ("grpo_whole", "grpo_parts")
+    )
+    assert len(whole) == len(parts) == 4
+    assert "ppo/value_loss" not in whole[0]
+    assert 0.0 <= whole[0]["adv/zero_spread_groups"] <= 1.0 and "adv/grpo_abs_mean" in whole[0]
+    assert "ppo/kl_loss" in whole[0] and whole[0]["kl/ref"] == 0.0  # GRPO: k3 in the loss
+    for a, b in zip(whole, parts, strict=True):
+        for key in ("rollout/score_raw", "kl/ref", "ppo/policy_loss", "adv/group_reward_std"):
+            assert a[key] == pytest.approx(b[key], rel=1e-4, abs=1e-6), (a["step"], key)

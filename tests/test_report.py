@@ -7,6 +7,7 @@ import os
 import shlex
 import subprocess
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -19,7 +20,7 @@ from icegrt_cli.errors import DataError
 from icegrt_cli.report import make_report
 from icegrt_cli.report.discover import find_runs, run_id
 from icegrt_cli.report.factors import factor_groups, flatten, run_labels
-from icegrt_cli.report.finals import model_scores
+from icegrt_cli.report.finals import Final, final_metrics, model_scores
 from icegrt_cli.report.plots import pareto_front
 from tests.cli_helpers import TINY_MODEL, icegrt, only_sweep
 
@@ -644,3 +645,23 @@ def test_paired_differences_of_the_eval_stage_pair_items_in_order() -> None:
         ["sft", "ppo"],
     )
     assert found == {"ppo": {"gold": {"mean": 0.5, "stderr": pytest.approx(0.2886751), "n": 4}}}
+
+
+def test_ppo_peak_memory_comes_from_its_summary() -> None:
+    run = SimpleNamespace(
+        stages={"ppo": SimpleNamespace(metrics=[], summary={"peak_memory_mb": 812.5})}
+    )
+    assert final_metrics(run)["ppo peak MiB"] == Final(812.5)
+    unfinished = SimpleNamespace(stages={"ppo": SimpleNamespace(metrics=[], summary=None)})
+    assert "ppo peak MiB" not in final_metrics(unfinished)
+
+
+def test_kl_column_is_the_k1_estimate_whichever_estimator_a_run_optimised() -> None:
+    k3_run = [{"step": 40, "kl/ref": 1.38, "kl/k1": 1.09}]
+    assert final_metrics(
+        SimpleNamespace(stages={"ppo": SimpleNamespace(metrics=k3_run, summary=None)})
+    )["KL"] == Final(1.09)
+    older = [{"step": 40, "kl/ref": 0.5}]
+    assert final_metrics(
+        SimpleNamespace(stages={"ppo": SimpleNamespace(metrics=older, summary=None)})
+    )["KL"] == Final(0.5)

@@ -83,6 +83,22 @@ $ICEGRT pipeline -m run.name=ptx hydra.sweep.dir="$ROOT/study/ptx" \
   reuse_from="$ROOT/shared" ppo.ppo.ptx_coef=0.2 \
   "${SWEEP[@]}" "${COMMON[@]}"
 
+# Advantage estimator: the critic-free estimators (no critic is loaded) and, as the control,
+#    GAE, all five sampling 4 responses for each of 8 prompts a step: 32 episodes, as the
+#    baseline's 32 prompts x 1, and one sampling scheme, so the estimator is the one change.
+#    KL goes where each estimator puts it: k3 in the loss (grpo, dr_grpo), k1 in the reward
+#    (gae, rloo, reinforce_pp). One run per estimator, each in its own folder.
+GROUP_COMMON=()
+for item in "${COMMON[@]}"; do
+  [[ $item == ppo.rollout.batch_size=* ]] || GROUP_COMMON+=("$item")
+done
+if $QUICK; then PROMPTS=2; else PROMPTS=8; fi
+for estimator in gae grpo dr_grpo rloo reinforce_pp; do
+  $ICEGRT pipeline run.root="$ROOT/study/advantage" run.name="$estimator" \
+    reuse_from="$ROOT/shared" ppo.advantage="$estimator" ppo.rollout.n=4 \
+    ppo.rollout.batch_size=$PROMPTS "${PLAIN[@]}" "${GROUP_COMMON[@]}"
+done
+
 # Reward-model size: a reward model of each preset size trained per job (the critic starts
 #    from it), for the same tiny actor.
 $ICEGRT pipeline -m run.name=reward_size hydra.sweep.dir="$ROOT/study/reward_size" \

@@ -197,7 +197,8 @@ def shape_token_rewards(scores: Tensor, kl: Tensor, mask: Tensor, beta: float) -
 
 
 class GAEOutput(NamedTuple):
-    """Advantages and value targets, both (B, T), 0 on masked positions, without grad."""
+    """Advantages and returns (GAE's value targets), both (B, T), 0 on masked positions,
+    without grad."""
 
     advantages: Tensor
     returns: Tensor
@@ -226,6 +227,106 @@ def gae(rewards: Tensor, values: Tensor, mask: Tensor, gamma: float, lam: float)
     return GAEOutput(advantages=advantages, returns=advantages + v)
 
 
+def discounted_returns(rewards: Tensor, mask: Tensor, gamma: float) -> Tensor:
+    """Reward-to-go G_t = r_t + gamma * G_{t+1} over valid tokens of `rewards` (B, T); 0 where
+    masked. `mask` must be a prefix per row (valid tokens first), as from `response_mask`.
+
+    With gamma = 1 every token's return is the sum of the rewards from it to the end: for a
+    KL-shaped reward, the score minus beta times the KL still to come (REINFORCE++).
+    """
+    valid = _valid(mask)
+    r = torch.where(valid, _f32(rewards), 0.0)
+    returns = torch.zeros_like(r)
+    running = torch.zeros_like(r[:, 0])
+    for t in reversed(range(r.shape[1])):
+        running = r[:, t] + gamma * running
+        returns[:, t] = running
+    return torch.where(valid, returns, 0.0)
+
+
+def _groups(returns: Tensor, n: int) -> Tensor:
+    """Sequence returns (B,) as (B / n, n): row i of the result is group i, whose n responses
+    answer the same prompt and sit next to each other in the batch."""
+    if n < 1 or returns.shape[0] % n:
+        raise ValueError(f"{returns.shape[0]} returns do not split into groups of {n}")
+    return _f32(returns).reshape(-1, n)
+
+
+def _tied(groups: Tensor) -> Tensor:
+    """(G, 1) bool: every return in the group is exactly equal (no signal to learn from)."""
+    return (groups.amax(dim=1) == groups.amin(dim=1)).unsqueeze(1)
+
+
+@torch.no_grad()
+def grpo_advantages(returns: Tensor, n: int, eps: float = 1e-6) -> Tensor:
+    """GRPO (Shao et al. 2024, arXiv:2402.03300): A_i = (R_i - mean_g) / (std_g + eps) over the
+    group g of `n` adjacent responses; `returns` (B,) -> (B,).
+
+    std_g is the unbiased (n - 1) standard deviation. A group whose returns are all equal
+    gets exactly 0, not float noise divided by eps. Needs n >= 2.
+    """
+    groups = _groups(returns, n)
+    centred = groups - groups.mean(dim=1, keepdim=True)
+    scaled = centred / (groups.std(dim=1, keepdim=True) + eps)
+    return torch.where(_tied(groups), 0.0, scaled).reshape(-1)
+
+
+@torch.no_grad()
+def dr_grpo_advantages(returns: Tensor, n: int) -> Tensor:
+    """Dr. GRPO (Liu et al. 2025, arXiv:2503.20783): A_i = R_i - mean_g, GRPO without the
+    division by the group's std, which up-weights prompts that are nearly always right or
+    nearly always wrong. `returns` (B,) -> (B,); a group of equal returns gets exactly 0.
+    """
+    groups = _groups(returns, n)
+    centred = groups - groups.mean(dim=1, keepdim=True)
+    return torch.where(_tied(groups), 0.0, centred).reshape(-1)
+
+
+@torch.no_grad()
+def rloo_advantages(returns: Tensor, n: int) -> Tensor:
+    """RLOO (Kool et al. 2019; Ahmadian et al. 2024, arXiv:2402.14740): A_i = R_i minus the
+    mean of the other n - 1 returns of its group, an unbiased baseline because it does not
+    depend on response i. `returns` (B,) -> (B,); equal returns give exactly 0. Needs n >= 2.
+    """
+    groups = _groups(returns, n)
+    if n < 2:
+        raise ValueError("RLOO needs at least 2 responses per group")
+    others = (groups.sum(dim=1, keepdim=True) - groups) / (n - 1)
+    return torch.where(_tied(groups), 0.0, groups - others).reshape(-1)
+
+
+@torch.no_grad()
+def reinforce_pp_advantages(
+    rewards: Tensor,
+    mask: Tensor,
+    gamma: float = 1.0,
+    sum_across: Callable[[Tensor], Tensor] | None = None,
+) -> GAEOutput:
+    """REINFORCE++ (Hu 2025, arXiv:2501.03262): the returns are the reward-to-go of the
+    per-token rewards (B, T) (score at the last token, -beta * KL_t on every token); the
+    advantages are those returns whitened over the valid tokens of the whole batch
+    (`sum_across`: over every process). No critic and no groups: the batch mean is the
+    baseline."""
+    returns = discounted_returns(rewards, mask, gamma)
+    return GAEOutput(masked_whiten(returns, mask, sum_across=sum_across), returns)
+
+
+class GroupSpread(NamedTuple):
+    """How much the returns within groups differ: 0-d tensors."""
+
+    std: Tensor
+    """Mean over groups of the unbiased within-group standard deviation."""
+    zero_share: Tensor
+    """Share of groups whose returns are all equal: no learning signal from them."""
+
+
+@torch.no_grad()
+def group_spread(returns: Tensor, n: int) -> GroupSpread:
+    """Within-group spread of `returns` (B,) in groups of `n` adjacent rows (n >= 2)."""
+    groups = _groups(returns, n)
+    return GroupSpread(groups.std(dim=1).mean(), _tied(groups).float().mean())
+
+
 # --------------------------------------------------------------------------------------------
 # Losses
 # --------------------------------------------------------------------------------------------
@@ -242,10 +343,29 @@ class PolicyLossOutput(NamedTuple):
     ratio_mean: Tensor
 
 
+def token_loss(x: Tensor, mask: Tensor, horizon: int | None = None) -> Tensor:
+    """A per-token loss `x` (B, T) reduced to 0-d over valid tokens.
+
+    horizon None: the mean over every valid token of the batch (each token weighs the same).
+    horizon L: the sum over valid tokens divided by B * L, a constant (Dr. GRPO, arXiv:
+    2503.20783): no per-sequence length normalisation, so a long response's tokens are not
+    down-weighted and a short one's not up-weighted.
+    """
+    if horizon is None:
+        return masked_mean(x, mask)
+    return masked_sum(x, mask) / (x.shape[0] * horizon)
+
+
 def policy_loss(
-    logp: Tensor, old_logp: Tensor, advantages: Tensor, mask: Tensor, clip_eps: float
+    logp: Tensor,
+    old_logp: Tensor,
+    advantages: Tensor,
+    mask: Tensor,
+    clip_eps: float,
+    horizon: int | None = None,
 ) -> PolicyLossOutput:
-    """PPO clipped surrogate over (B, T) tensors, averaged over valid tokens.
+    """PPO clipped surrogate over (B, T) tensors, reduced over valid tokens by `token_loss`
+    (a token mean, or with `horizon` a sum over a constant).
 
     loss = mean max(-A * rho, -A * clip(rho, 1 - eps, 1 + eps)), rho = exp(logp - old_logp)
     (Schulman et al. 2017, arXiv:1707.06347, eq. 7, as a loss to minimise).
@@ -259,7 +379,7 @@ def policy_loss(
     adv = torch.where(valid, _f32(advantages).detach(), 0.0)
     unclipped = -adv * ratio
     clipped = -adv * ratio.clamp(1.0 - clip_eps, 1.0 + clip_eps)
-    loss = masked_mean(torch.maximum(unclipped, clipped), valid)
+    loss = token_loss(torch.maximum(unclipped, clipped), valid, horizon)
     with torch.no_grad():
         clipfrac = masked_mean((clipped > unclipped).float(), valid)
         # k3 estimator, lower variance than -log ratio (Schulman 2020; CleanRL ppo.py).

@@ -12,7 +12,7 @@ import torch
 from omegaconf import DictConfig
 
 from icegrt_cli.adapters import FrozenModel, is_adapted, trainable_parameters, with_adapters
-from icegrt_cli.config import OptimConfig
+from icegrt_cli.config import OptimConfig, needs_critic
 from icegrt_cli.data.collate import LMCollator
 from icegrt_cli.data.formatting import check_sft_record, encode_prompt, encode_sft
 from icegrt_cli.data.limits import length_note, within_limit
@@ -35,29 +35,37 @@ def _frozen(model: torch.nn.Module) -> FrozenModel:
 class FourModels:
     """PPO's models. With LoRA the reference is the actor with its adapters off, and (with
     critic_init=reward_model and peft.share_base) the reward model is the critic with its
-    adapters off: one copy of each base in memory."""
+    adapters off: one copy of each base in memory. `critic` is None for the critic-free
+    advantage estimators: three models."""
 
     actor: torch.nn.Module
     reference: FrozenModel
-    critic: torch.nn.Module
+    critic: torch.nn.Module | None
     reward_model: FrozenModel
 
     def trainable(self) -> dict[str, list[int]]:
-        """[trainable, total] parameters of actor and critic."""
+        """[trainable, total] parameters of actor and critic (when there is one)."""
+        learners = {"actor": self.actor, "critic": self.critic}
         return {
-            "actor": list(trainable_parameters(self.actor)),
-            "critic": list(trainable_parameters(self.critic)),
+            name: list(trainable_parameters(model))
+            for name, model in learners.items()
+            if model is not None
         }
 
     def describe(self) -> str:
-        (a, a_all), (c, c_all) = trainable_parameters(self.actor), trainable_parameters(self.critic)
+        a, a_all = trainable_parameters(self.actor)
+        if self.critic is None:
+            critic = "no critic (the advantage estimator needs none)"
+        else:
+            c, c_all = trainable_parameters(self.critic)
+            critic = f"critic {c:,} of {c_all:,}"
         shared = [
             name
             for name, frozen in (("reference", self.reference), ("reward model", self.reward_model))
             if frozen.adapters_off
         ]
         note = f"; {' and '.join(shared)} by turning adapters off (no copy)" if shared else ""
-        return f"ppo: actor trains {a:,} of {a_all:,} parameters, critic {c:,} of {c_all:,}{note}"
+        return f"ppo: actor trains {a:,} of {a_all:,} parameters, {critic}{note}"
 
 
 def load_four_models(
@@ -69,7 +77,8 @@ def load_four_models(
     tokenizer: Any,
     rm_tokenizer: Any,
 ) -> FourModels:
-    """Actor and reference from the policy, the frozen reward model, and the critic."""
+    """Actor and reference from the policy, the frozen reward model, and the critic, which is
+    not loaded at all when advantage.estimator needs none."""
     actor = with_adapters(load_causal_lm(policy_path, policy_cfg, tokenizer), cfg.peft)
     reference = (
         FrozenModel(actor, adapters_off=True)
@@ -77,16 +86,20 @@ def load_four_models(
         else _frozen(load_causal_lm(policy_path, policy_cfg, tokenizer))
     )
     from_rm = cfg.ppo.critic_init == "reward_model"
-    critic = with_adapters(
-        load_scalar_model(
-            rm_path if from_rm else policy_path, rm_cfg if from_rm else policy_cfg, tokenizer
-        ),
-        cfg.peft,
-        scalar=True,
+    critic = (
+        with_adapters(
+            load_scalar_model(
+                rm_path if from_rm else policy_path, rm_cfg if from_rm else policy_cfg, tokenizer
+            ),
+            cfg.peft,
+            scalar=True,
+        )
+        if needs_critic(cfg.advantage.estimator)
+        else None
     )
     reward_model = (
         FrozenModel(critic, adapters_off=True)
-        if from_rm and is_adapted(critic) and cfg.peft.share_base
+        if critic is not None and from_rm and is_adapted(critic) and cfg.peft.share_base
         else _frozen(load_scalar_model(rm_path, rm_cfg, rm_tokenizer))
     )
     return FourModels(actor, reference, critic, reward_model)
@@ -122,7 +135,11 @@ def reward_stats(rm_path: Path | str, normalize: str) -> tuple[float | None, flo
 
 
 def check_critic_tokenizer(cfg: DictConfig, tokenizer: Any, rm_tokenizer: Any) -> None:
-    if cfg.ppo.critic_init == "reward_model" and tokenizer.get_vocab() != rm_tokenizer.get_vocab():
+    if (
+        needs_critic(cfg.advantage.estimator)
+        and cfg.ppo.critic_init == "reward_model"
+        and tokenizer.get_vocab() != rm_tokenizer.get_vocab()
+    ):
         raise ConfigError(
             "ppo.critic_init=reward_model: the reward model's tokenizer differs from "
             "the policy's, and the critic reads policy tokens; use "

@@ -1,5 +1,5 @@
 """The PPO update over one rollout batch: clipped policy loss for the actor, clipped value loss
-for the critic, epochs x shuffled minibatches."""
+for the critic (when there is one), epochs x shuffled minibatches."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from icegrt_cli.ppo.core import (
     logprobs_from_logits,
     masked_mean,
     policy_loss,
+    token_loss,
     value_loss,
 )
 from icegrt_cli.ppo.experience import Experience
@@ -60,7 +61,7 @@ def minibatches(
 def ppo_update(
     exp: Experience,
     actor: Learner,
-    critic: Learner,
+    critic: Learner | None,
     *,
     ppo: PPOAlgoConfig,
     kl_cfg: KLConfig,
@@ -73,7 +74,10 @@ def ppo_update(
 ) -> dict[str, float]:
     """Run `ppo.epochs` passes of minibatch updates; return each figure averaged over the
     response tokens of all minibatches, so the figures do not depend on how the batch was
-    split (one minibatch of 8 and eight of 1 report the same loss at lr = 0)."""
+    split (one minibatch of 8 and eight of 1 report the same loss at lr = 0). `kl_cfg` is
+    resolved (`config.resolve_kl`): its estimator is the loss's when KL is in it. Without a
+    `critic` (the critic-free estimators) only the actor steps. Rows are shuffled across
+    groups: advantages are final before the update, so a split group changes nothing."""
     sums: dict[str, float] = {}
     tokens = 0.0
     n = exp.seq.response_ids.shape[0]
@@ -84,7 +88,8 @@ def ppo_update(
             figures.update(
                 _actor_step(mb, actor, ppo, kl_cfg, temperature, accelerator, step, ptx_loss)
             )
-        figures.update(_critic_step(mb, critic, ppo, accelerator, step))
+        if critic is not None:
+            figures.update(_critic_step(mb, critic, ppo, accelerator, step))
         weight = mb.seq.response_mask.sum().item()
         for key, value in figures.items():
             sums[key] = sums.get(key, 0.0) + weight * value
@@ -106,11 +111,14 @@ def _actor_step(
     logits = response_logits(actor.model, mb.seq)
     logp = logprobs_from_logits(logits, mb.seq.response_ids, temperature)
     entropy = masked_mean(entropy_from_logits(logits, temperature), mask)
-    out = policy_loss(logp, mb.old_logprobs, mb.advantages, mask, ppo.clip_eps)
+    out = policy_loss(
+        logp, mb.old_logprobs, mb.advantages, mask, ppo.clip_eps, horizon=mb.loss_horizon
+    )
     loss = out.loss - ppo.entropy_coef * entropy
     figures = {}
     if mb.loss_beta > 0:
-        kl_loss = masked_mean(kl_penalty(logp, mb.ref_logprobs, kl_cfg.estimator), mask)
+        kl_tokens = kl_penalty(logp, mb.ref_logprobs, kl_cfg.estimator)
+        kl_loss = token_loss(kl_tokens, mask, mb.loss_horizon)
         loss = loss + mb.loss_beta * kl_loss
         figures["ppo/kl_loss"] = kl_loss.item()
     if ptx_loss is not None and ppo.ptx_coef > 0:

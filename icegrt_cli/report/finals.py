@@ -35,8 +35,11 @@ COLUMNS: dict[str, str] = {
     "rm acc": "reward-model pairwise accuracy on held-out pairs (last eval/accuracy of train_rm)",
     "score": "reward-model score of the last PPO rollouts (rollout/score_raw)",
     "gold": "gold score of the last PPO rollouts (rollout/gold)",
-    "KL": "KL to the reference per sequence, last PPO step (kl/ref)",
+    "KL": "KL to the reference per sequence, last PPO step: the k1 estimate (kl/k1), the same "
+    "for every run whichever estimator it optimised (kl/ref where a run has no kl/k1)",
     "beta": "KL coefficient at the last PPO step (kl/beta)",
+    "ppo peak MiB": "peak memory of the PPO process (summary.json peak_memory_mb: allocated "
+    "on a GPU, resident on the CPU)",
     "held-out score": "reward-model score of greedy answers to held-out prompts after PPO "
     "(eval/score), change since step 0",
     "held-out gold": "gold score of those answers (eval/gold), change since step 0",
@@ -52,6 +55,16 @@ COLUMNS: dict[str, str] = {
     "noise), shown only when no general task ran on real data",
 }
 """Table columns and what each holds; a column no run has is left out."""
+
+
+KL_KEYS = ("kl/k1", "kl/ref")
+"""Per-sequence KL, preferred first: kl/k1 is one estimator for every run; kl/ref is the one the
+run optimised (k1, k2 or k3), comparable across runs only when they share it."""
+
+
+def first_key(records: list[dict[str, Any]], keys: tuple[str, ...]) -> str:
+    """The first of `keys` that some record holds (the last key when none does)."""
+    return next((key for key in keys if any(key in r for r in records)), keys[-1])
 
 
 class Final(NamedTuple):
@@ -104,6 +117,12 @@ def _final(records: list[dict[str, Any]], key: str, with_change: bool = False) -
     return Final(value, None if start is None else value - start)
 
 
+def _summary_value(run: Run, stage: str, key: str) -> Final | None:
+    summary = run.stages[stage].summary if stage in run.stages else None
+    value = (summary or {}).get(key)
+    return None if value is None else Final(float(value))
+
+
 def final_metrics(run: Run) -> dict[str, Final]:
     """The run's figures by column name; columns the run has no data for are absent."""
 
@@ -115,8 +134,9 @@ def final_metrics(run: Run) -> dict[str, Final]:
         "rm acc": _final(records("train_rm"), "eval/accuracy"),
         "score": _final(records("ppo"), "rollout/score_raw"),
         "gold": _final(records("ppo"), "rollout/gold"),
-        "KL": _final(records("ppo"), "kl/ref"),
+        "KL": _final(records("ppo"), first_key(records("ppo"), KL_KEYS)),
         "beta": _final(records("ppo"), "kl/beta"),
+        "ppo peak MiB": _summary_value(run, "ppo", "peak_memory_mb"),
         "held-out score": _final(records("ppo"), "eval/score", with_change=True),
         "held-out gold": _final(records("ppo"), "eval/gold", with_change=True),
     }

@@ -16,12 +16,12 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from icegrt_cli.report.discover import Run
-from icegrt_cli.report.finals import Final, model_scores
+from icegrt_cli.report.finals import KL_KEYS, Final, first_key, model_scores
 
 CURVES = (
     ("rollout/score_raw", "reward-model score of rollouts"),
     ("rollout/gold", "gold score of rollouts"),
-    ("kl/ref", "KL to the reference per sequence"),
+    (KL_KEYS, "KL to the reference per sequence"),
 )
 """(metric, title) of each panel of curves.png."""
 
@@ -36,8 +36,11 @@ def colors(count: int) -> list[Any]:
     return [cmap(index % cmap.N) for index in range(count)]
 
 
-def series(records: list[dict[str, Any]], key: str) -> tuple[list[int], list[float]]:
-    """(steps, values) of the records that hold `key`."""
+def series(
+    records: list[dict[str, Any]], key: str | tuple[str, ...]
+) -> tuple[list[int], list[float]]:
+    """(steps, values) of the records that hold `key` (of several keys: the first any holds)."""
+    key = first_key(records, key) if isinstance(key, tuple) else key
     pairs = [(r["step"], r[key]) for r in records if r.get(key) is not None]
     return [step for step, _ in pairs], [value for _, value in pairs]
 
@@ -195,7 +198,7 @@ def plot_frontier(
             zorder=2,
             label="frontier",
         )
-        ax.set_xlabel("final KL to the reference (kl/ref)")
+        ax.set_xlabel("final KL to the reference (kl/k1)")
         ax.set_ylabel(f"final {column}")
         ax.set_title(f"{column} vs KL", loc="left", fontsize=10)
         _tidy(ax)

@@ -1,10 +1,12 @@
-"""`icegrt ppo`: the ICE-GRT PPO stage with actor, reference, reward model and critic.
+"""`icegrt ppo`: the ICE-GRT PPO stage with actor, reference, reward model and critic (no
+critic for the critic-free advantage estimators, `advantage=grpo|dr_grpo|rloo|reinforce_pp`).
 
-Set-up: (1) runtime and tokenizers, (2) prompts that fit, (3) four models, (4) optimisers,
-controller and statistics. Then the step driver runs the PPO steps, each: (1) sample
-responses, (2) score them without gradients, (3) shape the scores, (4) turn them into
-per-token rewards, advantages and returns, (5) update actor and critic, (6) adapt the KL
-coefficient, (7) report. The driver evaluates, checkpoints, resumes and handles interrupts.
+Set-up: (1) runtime and tokenizers, (2) prompts that fit, (3) four models (three without a
+critic), (4) optimisers, controller and statistics. Then the step driver runs the PPO steps,
+each: (1) sample rollout.n responses per prompt, (2) score them without gradients, (3) shape
+the scores, (4) turn them into per-token rewards, advantages and returns, (5) update actor
+and critic, (6) adapt the KL coefficient, (7) report. The driver evaluates, checkpoints,
+resumes and handles interrupts.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from omegaconf import DictConfig
 from rich.table import Table
 
 from icegrt_cli.adapters import ADAPTER_DIR, FrozenModel, merged
+from icegrt_cli.config import GROUP_ESTIMATORS, KLConfig, needs_critic, resolve_kl
 from icegrt_cli.data.loading import require_text
 from icegrt_cli.data.splits import load_splits
 from icegrt_cli.engine import save_run_config, setup_runtime
@@ -70,7 +73,9 @@ def check(cfg: DictConfig) -> None:
         raise ConfigError(
             f"rollout.temperature: must be > 0 for sampling, got {cfg.rollout.temperature}"
         )
-    if not cfg.kl.in_reward and cfg.kl.kind != "none" and cfg.kl.estimator == "k1":
+    _check_advantage(cfg)
+    kl = resolve_kl(cfg.kl, cfg.advantage.estimator)
+    if not kl.in_reward and kl.kind != "none" and kl.estimator == "k1":
         # E_pi[grad (log pi - log pi_ref)] = E_pi[grad log pi] = 0: the term only adds noise.
         raise ConfigError(
             "kl.estimator=k1 with kl.in_reward=false: as a loss, k1's expected gradient is zero, "
@@ -83,6 +88,23 @@ def check(cfg: DictConfig) -> None:
             "differently from the rollout pass (the ratio is not 1 at lr 0)"
         )
     _check_ptx_data(cfg)
+
+
+def _check_advantage(cfg: DictConfig) -> None:
+    """Group sizes and critic settings the advantage estimator cannot use."""
+    estimator, n = cfg.advantage.estimator, cfg.rollout.n
+    if n < 1:
+        raise ConfigError(f"rollout.n: responses per prompt must be >= 1, got {n}")
+    if estimator in GROUP_ESTIMATORS and n < 2:
+        raise ConfigError(
+            f"advantage={estimator} needs rollout.n >= 2 responses per prompt (its baseline is "
+            f"the rest of the group), got rollout.n={n}"
+        )
+    if not needs_critic(estimator) and cfg.ppo.critic_warmup_steps > 0:
+        raise ConfigError(
+            f"ppo.critic_warmup_steps={cfg.ppo.critic_warmup_steps} with advantage={estimator}: "
+            "there is no critic to warm up; set it to 0, or use advantage=gae"
+        )
 
 
 def _check_ptx_data(cfg: DictConfig) -> None:
@@ -158,7 +180,9 @@ def run(cfg: DictConfig, out_dir: Path, run_root: Path | None) -> dict[str, Any]
         prompt_rows,
         eval_records,
         learner(models.actor, cfg.ppo.lr, cfg, cfg.ppo.steps),
-        learner(models.critic, cfg.ppo.critic_lr, cfg, cfg.ppo.steps),
+        None
+        if models.critic is None
+        else learner(models.critic, cfg.ppo.critic_lr, cfg, cfg.ppo.steps),
         models.reference,
         models.reward_model,
         make_kl_controller(cfg.kl.kind, cfg.kl.coef, cfg.kl.target, cfg.kl.horizon),
@@ -192,7 +216,8 @@ def run(cfg: DictConfig, out_dir: Path, run_root: Path | None) -> dict[str, Any]
     if done.stopped_early:
         return {"stage": "ppo", "steps": done.steps, "stopped_early": True}
 
-    # 5. Save the actor (a plain causal LM folder) and the critic; report before / after.
+    # 5. Save the actor (a plain causal LM folder) and the critic, if any; report before /
+    # after.
     summary = {
         "stage": "ppo",
         "steps": done.steps,
@@ -203,6 +228,9 @@ def run(cfg: DictConfig, out_dir: Path, run_root: Path | None) -> dict[str, Any]
         # config.yaml keeps `from_stage`; these are the folders it resolved to.
         "models": {"policy": _where(policy_path), "reward_model": _where(rm_path)},
         "peft": cfg.peft.kind,
+        "advantage": cfg.advantage.estimator,
+        "critic": job.critic is not None,
+        "episodes_per_step": cfg.rollout.batch_size * cfg.rollout.n * rt.world_size,
         "trainable_parameters": models.trainable(),
         "peak_memory_mb": peak_memory_mb(rt.device),
     }
@@ -210,8 +238,10 @@ def run(cfg: DictConfig, out_dir: Path, run_root: Path | None) -> dict[str, Any]
         tokenizer.padding_side = "right"
         actor = merged(job.unwrapped_actor, out_dir / ADAPTER_DIR)
         save_model_folder(actor, tokenizer, out_dir / "model")
-        critic = merged(rt.accelerator.unwrap_model(job.critic.model), out_dir / "critic_adapter")
-        save_model_folder(critic, tokenizer, out_dir / "critic")
+        if job.critic is not None:
+            critic_model = rt.accelerator.unwrap_model(job.critic.model)
+            critic = merged(critic_model, out_dir / "critic_adapter")
+            save_model_folder(critic, tokenizer, out_dir / "critic")
         summary["seconds"] = round(time.perf_counter() - started, 1)
         write_summary(out_dir, summary)
         rt.print(_before_after_table(job.before, done.last_eval))
@@ -231,7 +261,8 @@ class PPOJob:
     prompt_rows: list[list[int]]
     eval_records: list[dict[str, Any]]
     actor: Learner
-    critic: Learner
+    critic: Learner | None
+    """None for the critic-free advantage estimators: not loaded, stepped or checkpointed."""
     reference: FrozenModel
     reward_model: FrozenModel
     kl: KLController
@@ -246,10 +277,18 @@ class PPOJob:
     before: dict[str, float] = field(default_factory=dict)
     """Held-out figures before the first step (kept across a resume)."""
     negative_kl_streak: int = 0
+    kl_cfg: KLConfig = field(init=False)
+    """cfg.kl with its placement resolved for the advantage estimator."""
+
+    def __post_init__(self) -> None:
+        self.kl_cfg = resolve_kl(self.cfg.kl, self.cfg.advantage.estimator)
 
     def prepare(self) -> None:
         """Wrap the trainable models and their optimisers for the process group."""
         a, c = self.actor, self.critic
+        if c is None:
+            a.model, a.optimizer = self.rt.accelerator.prepare(a.model, a.optimizer)
+            return
         a.model, a.optimizer, c.model, c.optimizer = self.rt.accelerator.prepare(
             a.model, a.optimizer, c.model, c.optimizer
         )
@@ -264,8 +303,10 @@ class PPOJob:
         global_size = cfg.rollout.batch_size * rt.world_size
         epoch, position = divmod(step, len(self.records) // global_size)
         ids = global_batches(len(self.records), global_size, epoch, cfg.run.seed)[position]
-        batch_records = [self.records[i] for i in ids[rt.rank :: rt.world_size]]
-        rows = [self.prompt_rows[i] for i in ids[rt.rank :: rt.world_size]]
+        n = cfg.rollout.n
+        mine = group_rows(ids, rt.rank, rt.world_size, n)
+        batch_records = [self.records[i] for i in mine]
+        rows = [self.prompt_rows[i] for i in mine]
 
         # (1) Sample.
         model = self.unwrapped_actor
@@ -279,7 +320,11 @@ class PPOJob:
         old_logp, _ = logprobs_in_chunks(model, seq, cfg.rollout.temperature, chunk)
         with self.reference.use() as reference:
             ref_logp, _ = logprobs_in_chunks(reference, seq, cfg.rollout.temperature, chunk)
-        values = values_in_chunks(rt.accelerator.unwrap_model(self.critic.model), seq, chunk)
+        values = (
+            None
+            if self.critic is None
+            else values_in_chunks(rt.accelerator.unwrap_model(self.critic.model), seq, chunk)
+        )
         rm_rows = reward_rows(seq, self.tokenizer, self.rm_tokenizer, prompts)
         with self.reward_model.use() as reward_model:
             raw = score_sequences(reward_model, rm_rows, self.rm_tokenizer.pad_token_id, chunk)
@@ -304,7 +349,18 @@ class PPOJob:
         # (4) Per-token rewards, advantages, returns.
         beta = self.kl.value
         exp, adv_stats = build_experience(
-            seq, old_logp, ref_logp, values, scores, beta, cfg.kl, cfg.ppo, self._sum_across
+            seq,
+            old_logp,
+            ref_logp,
+            values,
+            scores,
+            beta,
+            self.kl_cfg,
+            cfg.ppo,
+            self._sum_across,
+            advantage=cfg.advantage,
+            group_size=n,
+            horizon=cfg.rollout.max_new_tokens,
         )
         check_finite("advantages", exp.advantages, step + 1)
         t_rollout = time.perf_counter() - t0
@@ -316,7 +372,7 @@ class PPOJob:
             self.actor,
             self.critic,
             ppo=cfg.ppo,
-            kl_cfg=cfg.kl,
+            kl_cfg=self.kl_cfg,
             temperature=cfg.rollout.temperature,
             update_actor=step >= cfg.ppo.critic_warmup_steps,
             accelerator=rt.accelerator,
@@ -328,7 +384,7 @@ class PPOJob:
         # (6) Adapt beta to the observed per-sequence KL.
         mask = seq.response_mask
         kl_mean = rt.accelerator.reduce((exp.kl * mask).sum(dim=1).mean(), reduction="mean").item()
-        self.kl.update(kl_mean, global_size)
+        self.kl.update(kl_mean, global_size * n)
 
         # (7) Report: figures, warnings, samples.
         figures = {
@@ -390,13 +446,14 @@ class PPOJob:
         return figures
 
     def checkpoint(self) -> Saved:
+        learners = {"actor": self.actor, "critic": self.critic}
+        present = {name: one for name, one in learners.items() if one is not None}
         return Saved(
-            {"actor": self.actor.model, "critic": self.critic.model},
+            {name: one.model for name, one in present.items()},
             {
-                "actor_optimizer": self.actor.optimizer,
-                "actor_scheduler": self.actor.scheduler,
-                "critic_optimizer": self.critic.optimizer,
-                "critic_scheduler": self.critic.scheduler,
+                f"{name}_{part}": getattr(one, part)
+                for name, one in present.items()
+                for part in ("optimizer", "scheduler")
             },
             {
                 "kl": self.kl.state_dict(),
@@ -414,6 +471,13 @@ class PPOJob:
         if "ptx_generator" in state:
             self.ptx_generator.set_state(torch.tensor(state["ptx_generator"], dtype=torch.uint8))
         self.before = state.get("eval_before", {})
+
+
+def group_rows(ids: list[int], rank: int, world_size: int, n: int) -> list[int]:
+    """This process's rollout rows: its share of the step's prompt `ids` (every world_size-th),
+    each repeated `n` times in adjacent rows (a group). Groups are formed after the split
+    between processes, so a group is never spread over two; all rows go to one generate call."""
+    return [i for i in ids[rank::world_size] for _ in range(n)]
 
 
 def _save_samples(
