@@ -1,0 +1,117 @@
+"""Several processes on one CPU (gloo), as `accelerate launch` runs them: gradients of every
+trainable model are all-reduced, and 2 processes x batch B train exactly as 1 process x 2B.
+
+Each case spawns its processes with `torch.multiprocessing` (tiny models, seconds); rank 0
+writes what it measured to a file the test reads.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+import torch.multiprocessing as mp
+from transformers import LlamaConfig, LlamaForCausalLM, LlamaForSequenceClassification
+
+VOCAB, PROMPT, RESPONSE = 48, 5, 6
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _spawn(fn: Any, world: int, *args: Any) -> None:
+    """Run `fn(rank, world, port, *args)` in `world` fresh processes joined by gloo."""
+    mp.spawn(_entry, args=(fn, world, _free_port(), args), nprocs=world, join=True)
+
+
+def _entry(rank: int, fn: Any, world: int, port: int, args: tuple) -> None:
+    os.environ.update(
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(port),
+        RANK=str(rank),
+        LOCAL_RANK=str(rank),
+        WORLD_SIZE=str(world),
+        LOCAL_WORLD_SIZE=str(world),
+    )
+    torch.set_num_threads(1)
+    fn(rank, world, *args)
+
+
+def _llama_config() -> LlamaConfig:
+    return LlamaConfig(
+        vocab_size=VOCAB,
+        hidden_size=16,
+        intermediate_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        max_position_embeddings=32,
+        num_labels=1,
+        pad_token_id=0,
+    )
+
+
+def _critic(seed: int = 0) -> LlamaForSequenceClassification:
+    torch.manual_seed(seed)
+    return LlamaForSequenceClassification(_llama_config())
+
+
+def _actor(seed: int = 1) -> LlamaForCausalLM:
+    torch.manual_seed(seed)
+    return LlamaForCausalLM(_llama_config())
+
+
+def _sequences(rows: int, seed: int = 2):
+    """Left-padded prompts and right-padded responses of unequal lengths."""
+    from icegrt_cli.ppo.rollout import Sequences
+
+    g = torch.Generator().manual_seed(seed)
+    prompt_ids = torch.randint(1, VOCAB, (rows, PROMPT), generator=g)
+    prompt_mask = torch.ones(rows, PROMPT, dtype=torch.long)
+    response_ids = torch.randint(1, VOCAB, (rows, RESPONSE), generator=g)
+    lengths = torch.randint(1, RESPONSE + 1, (rows,), generator=g)
+    for i in range(rows):
+        pad = int(torch.randint(0, 3, (1,), generator=g))
+        prompt_mask[i, :pad] = 0
+        prompt_ids[i, :pad] = 0
+        response_ids[i, lengths[i] :] = 0
+    response_mask = (torch.arange(RESPONSE) < lengths[:, None]).float()
+    return Sequences(prompt_ids, prompt_mask, response_ids, response_mask, lengths < RESPONSE)
+
+
+def _flat_grads(model: torch.nn.Module) -> torch.Tensor:
+    return torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None])
+
+
+def _critic_grads_worker(rank: int, world: int, out: str, peft: bool) -> None:
+    from accelerate import Accelerator
+
+    from icegrt_cli.ppo.rollout import token_values
+
+    accelerator = Accelerator(cpu=True)
+    critic = _critic()
+    if peft:
+        from icegrt_cli.adapters import with_adapters
+        from icegrt_cli.config import PeftConfig
+
+        critic = with_adapters(critic, PeftConfig(kind="lora", r=2), scalar=True)
+    critic = accelerator.prepare(critic)
+    seq = _sequences(4, seed=10 + rank)  # each rank its own rows
+    accelerator.backward((token_values(critic, seq) * seq.response_mask).sum())
+    grads = accelerator.gather(_flat_grads(critic)[None])  # (world, P)
+    if rank == 0:
+        torch.save((grads[0] - grads[1]).abs().max(), out)
+
+
+@pytest.mark.parametrize("peft", [False, True], ids=["full", "lora"])
+def test_critic_gradients_are_all_reduced_across_processes(tmp_path: Path, peft: bool) -> None:
+    """The critic's values go through its DDP wrapper, so both ranks hold the same gradient."""
+    out = tmp_path / "diff.pt"
+    _spawn(_critic_grads_worker, 2, str(out), peft)
+    assert torch.load(out).item() == 0.0
