@@ -115,3 +115,79 @@ def test_critic_gradients_are_all_reduced_across_processes(tmp_path: Path, peft:
     out = tmp_path / "diff.pt"
     _spawn(_critic_grads_worker, 2, str(out), peft)
     assert torch.load(out).item() == 0.0
+
+
+def _experience(rows: int):
+    """A fixed scored rollout batch for the tiny actor and critic, with unequal lengths."""
+    from icegrt_cli.ppo.experience import Experience
+    from icegrt_cli.ppo.rollout import logprobs_in_chunks, values_in_chunks
+
+    seq = _sequences(rows)
+    mask = seq.response_mask
+    g = torch.Generator().manual_seed(3)
+    old_logp, _ = logprobs_in_chunks(_actor(), seq, 1.0, rows)
+    ref_logp = (old_logp + 0.1 * torch.randn(old_logp.shape, generator=g)) * mask
+    values = values_in_chunks(_critic(), seq, rows) * mask
+    advantages = torch.randn(mask.shape, generator=g) * mask
+    returns = torch.randn(mask.shape, generator=g) * mask
+    zeros = torch.zeros_like(mask)
+    return Experience(
+        seq, old_logp, ref_logp, values, zeros, zeros, advantages, returns, zeros[:, 0], 0.1
+    )
+
+
+def _update_worker(rank: int, world: int, out: str, rows: int) -> None:
+    """`ppo_update` of actor and critic on this process's contiguous share of the rows."""
+    from accelerate import Accelerator
+
+    from icegrt_cli.config import KLConfig, OptimConfig, PPOAlgoConfig
+    from icegrt_cli.engine.optim import build_optimizer, build_scheduler
+    from icegrt_cli.ppo.update import Learner, ppo_update
+
+    accelerator = Accelerator(cpu=True)
+    local = rows // world
+    exp = _experience(rows).select(torch.arange(rank * local, (rank + 1) * local))
+    learners = []
+    for model in (_actor(), _critic()):
+        optim = OptimConfig(lr=1e-3, scheduler="constant", warmup_steps=0, max_grad_norm=1.0)
+        optimizer = build_optimizer(model.parameters(), optim)
+        model, optimizer = accelerator.prepare(model, optimizer)
+        learners.append(Learner(model, optimizer, build_scheduler(optimizer, optim, 4), 1.0))
+    # One minibatch of all local rows per epoch: both layouts step on the same rows.
+    ppo = PPOAlgoConfig(epochs=2, minibatch_size=local, entropy_coef=0.01)
+    figures = ppo_update(
+        exp,
+        *learners,
+        ppo=ppo,
+        kl_cfg=KLConfig(estimator="k2", in_reward=False),
+        temperature=1.0,
+        update_actor=True,
+        accelerator=accelerator,
+        generator=torch.Generator().manual_seed(0),
+        step=1,
+    )
+    if rank == 0:
+        weights = [accelerator.unwrap_model(lr.model).state_dict() for lr in learners]
+        torch.save((figures, *weights), out)
+
+
+def test_two_processes_of_b_rows_update_as_one_process_of_2b(tmp_path: Path) -> None:
+    """Actor and critic after two PPO epochs, and the reported losses: 2 processes x 4 rows
+    equal 1 process x 8 rows, though the processes hold unequal numbers of response tokens."""
+    exp = _experience(8)
+    tokens = exp.seq.response_mask.sum(dim=1)
+    assert tokens[:4].sum() != tokens[4:].sum()  # the case that needs global normalisation
+    single, double = tmp_path / "one.pt", tmp_path / "two.pt"
+    _spawn(_update_worker, 1, str(single), 8)
+    _spawn(_update_worker, 2, str(double), 8)
+    one, two = torch.load(single), torch.load(double)
+    assert one[0].keys() == two[0].keys() and "ppo/value_loss" in one[0]
+    # Explained variance is a ratio of variances: each process's is of its own rows.
+    for key in one[0].keys() - {"ppo/explained_variance"}:
+        assert two[0][key] == pytest.approx(one[0][key], rel=1e-5, abs=1e-6), key
+    start = [_actor().state_dict(), _critic().state_dict()]
+    for before, after_one, after_two in zip(start, one[1:], two[1:], strict=True):
+        moved = max((after_one[k] - before[k]).abs().max().item() for k in before)
+        apart = max((after_two[k] - after_one[k]).abs().max().item() for k in before)
+        print(f"moved {moved:.2e}, 1 vs 2 processes {apart:.2e}")
+        assert moved > 1e-4 and apart < 1e-6, (moved, apart)
