@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import os
 import socket
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +18,9 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 from transformers import LlamaConfig, LlamaForCausalLM, LlamaForSequenceClassification
+
+from icegrt_cli.engine.metrics import read_metrics
+from tests.cli_helpers import TINY_SFT
 
 VOCAB, PROMPT, RESPONSE = 48, 5, 6
 
@@ -191,3 +196,75 @@ def test_two_processes_of_b_rows_update_as_one_process_of_2b(tmp_path: Path) -> 
         apart = max((after_two[k] - after_one[k]).abs().max().item() for k in before)
         print(f"moved {moved:.2e}, 1 vs 2 processes {apart:.2e}")
         assert moved > 1e-4 and apart < 1e-6, (moved, apart)
+
+
+TWO_PROCESSES = [
+    sys.executable,
+    "-m",
+    "accelerate.commands.launch",
+    "--multi_gpu",  # torchrun underneath; without a GPU icegrt joins the processes on the CPU
+    "--num_processes",
+    "2",
+    "-m",
+    "icegrt_cli.cli",
+]
+TINY_STAGES = [
+    *(f"sft.{o}" for o in TINY_SFT if not o.startswith("run.")),
+    "sft.train.max_steps=3",
+    "sft.train.batch_size=4",
+    "train_rm.data.sources.0.limit=64",
+    "train_rm.train.max_steps=2",
+    "train_rm.train.batch_size=4",
+    "train_rm.calibration_size=8",
+    "ppo.ppo.steps=2",
+    "ppo.rollout.batch_size=4",
+    "ppo.rollout.max_new_tokens=8",
+    "ppo.ppo.minibatch_size=2",
+    "ppo.train.eval_size=2",
+    "ppo.train.save_every=1",
+    "ppo.data.sources.0.limit=16",
+    "ppo.ptx_data.sources.0.limit=16",
+    "ppo.ptx_data.sources.1.limit=16",
+    "ppo.ppo.ptx_batch_size=2",
+    "run.progress=false",
+]
+
+
+def _launch(cwd: Path, *args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(
+        [*TWO_PROCESSES, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=600
+    )
+    assert proc.returncode == 0, (proc.stdout[-2000:], proc.stderr[-4000:])
+    return proc
+
+
+@pytest.mark.slow
+def test_sft_reward_model_and_ppo_run_on_two_processes_and_ppo_resumes_each_stream(
+    tmp_path: Path,
+) -> None:
+    """The three training stages under `accelerate launch` with 2 gloo processes; PPO resumed
+    from its step-1 checkpoint repeats step 2 exactly, so every process got its own sampling
+    and PPO-ptx streams back."""
+    proc = _launch(tmp_path, "pipeline", "run.name=two", "stages=[sft,train_rm,ppo]", *TINY_STAGES)
+    assert "2 processes" in proc.stdout, proc.stdout[-2000:]
+    run = tmp_path / "runs" / "two"
+    for stage in ("sft", "train_rm", "ppo"):
+        assert (run / stage / "summary.json").exists(), stage
+    assert (run / "ppo" / "model" / "config.json").exists()
+    assert (run / "ppo" / "critic" / "config.json").exists()
+    first = [r for r in read_metrics(run / "ppo" / "metrics.jsonl") if r["step"] == 2]
+
+    ppo_args = [o.removeprefix("ppo.") for o in TINY_STAGES if o.startswith("ppo.")]
+    _launch(
+        tmp_path,
+        "ppo",
+        "run.name=two",
+        *ppo_args,
+        "run.progress=false",
+        f"run.resume={run / 'ppo' / 'checkpoints' / 'step-1'}",
+        "run.force=true",
+    )
+    again = [r for r in read_metrics(run / "ppo" / "metrics.jsonl") if r["step"] == 2]
+    for key in ("rollout/score_raw", "rollout/length", "ppo/policy_loss", "ppo/ptx_loss"):
+        assert again[-1][key] == pytest.approx(first[0][key], rel=1e-5), key
