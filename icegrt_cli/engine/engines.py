@@ -77,15 +77,15 @@ def engine_plugins(
         )
     if kind == "fsdp":
         return {"fsdp_plugin": _fsdp_plugin(engine)}
-    if importlib.util.find_spec("deepspeed") is None:
-        raise ConfigError(
-            f"engine.kind={kind}: DeepSpeed is not installed; pip install 'icegrt-cli[deepspeed]' "
-            "(or pip install deepspeed), or use engine=fsdp"
-        )
     if grad_accum > 1:
         raise ConfigError(
             f"train.grad_accum={grad_accum} with engine.kind={kind}: DeepSpeed steps its "
             "optimizer at every backward here; raise train.batch_size instead"
+        )
+    if importlib.util.find_spec("deepspeed") is None:
+        raise ConfigError(
+            f"engine.kind={kind}: DeepSpeed is not installed; pip install 'icegrt-cli[deepspeed]' "
+            "(or pip install deepspeed), or use engine=fsdp"
         )
     if trainable_models > 1:
         raise ConfigError(

@@ -110,8 +110,6 @@ def run(cfg: DictConfig, out_dir: Path, run_root: Path | None) -> dict[str, Any]
     with rt.accelerator.main_process_first():  # one process writes, the others read it
         init_path = materialize(model_cfg, out_dir / "init", cfg.run.seed)
     model = load_scalar_model(init_path, model_cfg, tokenizer)
-    if model_cfg.gradient_checkpointing:
-        model.gradient_checkpointing_enable()
     model = with_adapters(model, cfg.peft, scalar=True)
     trainable, total = trainable_parameters(model)
     seed_per_process(rt, cfg.run.seed)
