@@ -332,3 +332,32 @@ def test_fsdp_runs_sft_and_ppo_on_two_gpus(tmp_path: Path) -> None:
     for stage in ("sft", "ppo"):
         model = AutoModelForCausalLM.from_pretrained(tmp_path / "runs" / "fsdp" / stage / "model")
         assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
+TORCHRUN_VARIABLES = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR")
+
+
+def test_slurm_tasks_of_a_submitit_job_join_as_torchrun_would(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Task 5 of 8 (2 nodes of 4) learns its rank, local rank and the first node's address."""
+    from icegrt_cli.engine.runtime import join_slurm_tasks
+
+    # Marked absent first, so that monkeypatch removes what join_slurm_tasks sets.
+    for name in (*TORCHRUN_VARIABLES, "MASTER_PORT"):
+        monkeypatch.delenv(name, raising=False)
+    slurm = {
+        "SUBMITIT_EXECUTOR": "slurm",
+        "SLURM_JOB_ID": "4242",
+        "SLURM_NTASKS": "8",
+        "SLURM_PROCID": "5",
+        "SLURM_LOCALID": "1",
+        "SLURM_JOB_NUM_NODES": "2",
+        "SLURM_NODEID": "1",
+        "SLURM_JOB_NODELIST": "gpu01,gpu02",
+    }
+    for name, value in slurm.items():
+        monkeypatch.setenv(name, value)
+    join_slurm_tasks()
+    assert [os.environ[name] for name in TORCHRUN_VARIABLES] == ["5", "8", "1", "4", "gpu01"]
+    assert os.environ["MASTER_PORT"].isdigit()

@@ -89,6 +89,7 @@ def setup_runtime(
     Accelerate joins the processes of `accelerate launch` / torchrun on a CPU only when told
     it runs there (otherwise each process would train alone), hence `cpu` without a GPU.
     """
+    join_slurm_tasks()
     torch.set_num_threads(run.num_threads or default_threads())
     on_cpu = run.cpu or not has_accelerator()
     plugins = engine_plugins(
@@ -111,6 +112,19 @@ def setup_runtime(
         backend = accelerator.state.backend
         rt.print(f"engine={rt.engine}: {rt.world_size} processes on {rt.device.type} ({backend})")
     return rt
+
+
+def join_slurm_tasks() -> None:
+    """Under Hydra's submitit launcher every SLURM task of a job is one icegrt process (one
+    per GPU, over all nodes): give each the rank, world size and rendezvous (the first node)
+    that torch.distributed reads, as torchrun would. Nothing to do outside such a job, with
+    one task, or when a launcher already set them."""
+    tasks = int(os.environ.get("SLURM_NTASKS", "1"))
+    if os.environ.get("SUBMITIT_EXECUTOR") != "slurm" or tasks < 2 or "RANK" in os.environ:
+        return
+    from submitit.helpers import TorchDistributedEnvironment
+
+    TorchDistributedEnvironment().export(set_cuda_visible_devices=False)
 
 
 def seed_per_process(rt: Runtime, seed: int) -> None:
