@@ -188,10 +188,11 @@ class StepDriver:
                     if self.rt.engine in SHARDED_PARAMETERS
                     else rt.accelerator.unwrap_model(module)
                 )
-            rng_ranks = None
+            rng_ranks, per_process = None, [saved.per_process]
             if rt.world_size > 1:  # each process's own streams, gathered to the main one
                 rng_ranks = gather_object([rng_state()])
-                state = {**state, "per_process": gather_object([saved.per_process])}
+                per_process = gather_object(per_process)
+            state = {**state, "per_process": per_process}
             self.checkpoints.save(step, weights, saved.stateful, state, rng_ranks)
             rt.accelerator.wait_for_everyone()
 

@@ -24,7 +24,7 @@ from icegrt_cli.data.loading import require_text
 from icegrt_cli.data.splits import load_splits
 from icegrt_cli.engine import save_run_config, setup_runtime
 from icegrt_cli.engine.driver import Cadence, Saved, StepDriver, StepFigures
-from icegrt_cli.engine.engines import whole_parameters
+from icegrt_cli.engine.engines import engine_plugins, has_accelerator, whole_parameters
 from icegrt_cli.engine.loop import global_batches
 from icegrt_cli.engine.runtime import Runtime, peak_memory_mb, seed_per_process
 from icegrt_cli.errors import ConfigError, DataError
@@ -83,6 +83,11 @@ def check(cfg: DictConfig) -> None:
             "so nothing would hold the policy near the reference; use kl.estimator=k2 (the "
             "gradient of KL(pi||pi_ref)) or k3 (of KL(pi_ref||pi)), or kl.in_reward=true"
         )
+    # The engine's refusals (DeepSpeed with two trained models, a sharded engine on a CPU)
+    # before a pipeline spends its first stages.
+    engine_plugins(
+        cfg.engine, cfg.run.cpu or not has_accelerator(), trainable_models=2, peft=cfg.peft.kind
+    )
     if cfg.peft.kind != "none" and cfg.peft.dropout > 0:
         raise ConfigError(
             f"peft.dropout={cfg.peft.dropout}: PPO needs 0, or the update pass scores tokens "
