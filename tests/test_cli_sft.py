@@ -123,9 +123,9 @@ def test_runs_under_accelerate_with_two_processes(tmp_path: Path) -> None:
             sys.executable,
             "-m",
             "accelerate.commands.launch",
+            "--multi_gpu",  # torchrun: `--cpu` alone starts one process
             "--num_processes",
             "2",
-            "--cpu",
             "-m",
             "icegrt_cli.cli",
             "sft",
@@ -140,6 +140,7 @@ def test_runs_under_accelerate_with_two_processes(tmp_path: Path) -> None:
         timeout=600,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "engine=ddp: 2 processes on cpu (gloo)" in proc.stdout, proc.stdout[-2000:]
     records = read_metrics(tmp_path / "runs" / "ddp" / "sft" / "metrics.jsonl")
     assert max(r["step"] for r in records) == 3
     assert (tmp_path / "runs" / "ddp" / "sft" / "model" / "config.json").exists()

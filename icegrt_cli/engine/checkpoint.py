@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_model, save_model
+from safetensors.torch import load_model, save_file, save_model
 
 from icegrt_cli.errors import ConfigError, writing
 
@@ -52,11 +52,14 @@ class Checkpointer:
     def save(
         self,
         step: int,
-        modules: dict[str, torch.nn.Module],
+        modules: dict[str, torch.nn.Module | dict[str, torch.Tensor]],
         stateful: dict[str, Any],
         state: dict[str, Any],
+        rng_ranks: list[dict[str, Any]] | None = None,
     ) -> Path | None:
-        """Write weights of `modules`, `state_dict()` of each `stateful`, and JSON `state`."""
+        """Write weights of `modules` (a module, or a whole state dict gathered from shards),
+        `state_dict()` of each `stateful`, JSON `state`, and every process's random state
+        (`rng_ranks`, from all processes; None: this process's alone)."""
         if not self.is_main:
             return None
         final = self.folder / f"{PREFIX}{step}"
@@ -66,9 +69,11 @@ class Checkpointer:
         try:
             with writing(final):
                 for name, module in modules.items():
-                    save_model(module, str(tmp / f"{name}.safetensors"))
+                    _save_weights(module, tmp / f"{name}.safetensors")
                 tensors = {name: obj.state_dict() for name, obj in stateful.items()}
                 tensors["rng"] = rng_state()
+                if rng_ranks is not None:
+                    tensors["rng_ranks"] = rng_ranks
                 torch.save(tensors, tmp / "state.pt")
                 (tmp / "state.json").write_text(json.dumps({"step": step, **state}, indent=2))
                 files = {p.name: p.stat().st_size for p in sorted(tmp.iterdir())}
@@ -186,10 +191,22 @@ def _remove(path: Path) -> None:
     shutil.rmtree(trash, ignore_errors=True)
 
 
+def _save_weights(weights: torch.nn.Module | dict[str, torch.Tensor], path: Path) -> None:
+    if isinstance(weights, torch.nn.Module):
+        save_model(weights, str(path))  # tied weights stored once
+    else:  # gathered from shards: fresh tensors, none shares memory
+        save_file({k: v.detach().contiguous().cpu() for k, v in weights.items()}, str(path))
+
+
 def load_checkpoint(
-    path: Path, modules: dict[str, torch.nn.Module], stateful: dict[str, Any]
+    path: Path,
+    modules: dict[str, torch.nn.Module],
+    stateful: dict[str, Any],
+    rank: int = 0,
+    world: int = 1,
 ) -> dict[str, Any]:
-    """Restore weights, optimizer/scheduler states and RNG; return the JSON stage state."""
+    """Restore weights, optimizer/scheduler states and this process's RNG; return the JSON
+    stage state, its `per_process` entry narrowed to this process's own."""
     try:
         for name, module in modules.items():
             load_model(module, str(path / f"{name}.safetensors"))
@@ -208,8 +225,18 @@ def load_checkpoint(
             f"run.resume: checkpoint {path} does not fit this model ({_mismatch(err)}); it was "
             "saved with other model settings: resume with those, or start afresh"
         ) from err
-    set_rng_state(tensors["rng"])
-    return json.loads((path / "state.json").read_text())
+    state = json.loads((path / "state.json").read_text())
+    saved_world = len(tensors.get("rng_ranks") or [None])
+    if saved_world != world:
+        raise ConfigError(
+            f"run.resume: {path} was made by {saved_world} process(es), this run has {world}; "
+            "each process's random streams (sampling, PPO-ptx batches) resume only on as many "
+            "processes: launch with that many, or start afresh"
+        )
+    set_rng_state(tensors["rng_ranks"][rank] if "rng_ranks" in tensors else tensors["rng"])
+    if "per_process" in state:
+        state["per_process"] = state["per_process"][rank]
+    return state
 
 
 def checkpoint_settings(path: Path) -> dict[str, Any] | None:

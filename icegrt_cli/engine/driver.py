@@ -22,13 +22,21 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import torch
+from accelerate.utils import gather_object
 
 from icegrt_cli.config import RunConfig
-from icegrt_cli.engine.checkpoint import MANIFEST, SETTINGS, Checkpointer, load_checkpoint
+from icegrt_cli.engine.checkpoint import (
+    MANIFEST,
+    SETTINGS,
+    Checkpointer,
+    load_checkpoint,
+    rng_state,
+)
+from icegrt_cli.engine.engines import SHARDED, SHARDED_PARAMETERS, full_state_dict
 from icegrt_cli.engine.metrics import MetricsLogger
 from icegrt_cli.engine.progress import StepProgress
 from icegrt_cli.engine.runtime import Runtime
-from icegrt_cli.errors import Diverged, RunInterrupted
+from icegrt_cli.errors import ConfigError, Diverged, RunInterrupted
 
 
 @dataclass
@@ -41,6 +49,9 @@ class Saved:
     """Objects with `state_dict()` / `load_state_dict()`: optimizers, schedulers."""
     state: dict[str, Any] = field(default_factory=dict)
     """JSON-able stage state: controllers, running statistics, random generators."""
+    per_process: dict[str, Any] = field(default_factory=dict)
+    """JSON-able state that differs between processes (each one's random generators): saved
+    for every process, given back to each as `state["per_process"]`."""
 
 
 @dataclass
@@ -130,8 +141,16 @@ class StepDriver:
                     f"removed the checkpoints of an earlier run in {self.checkpoints.folder}"
                 )
             return 0
+        if self.rt.engine in SHARDED:
+            raise ConfigError(
+                f"run.resume under engine.kind={self.rt.engine}: optimizer state is sharded "
+                "across processes and these checkpoints keep whole weights only; resume under "
+                "engine=ddp, or start afresh"
+            )
         saved = job.checkpoint()
-        state = load_checkpoint(self.resume_from, saved.modules, saved.stateful)
+        state = load_checkpoint(
+            self.resume_from, saved.modules, saved.stateful, self.rt.rank, self.rt.world_size
+        )
         job.restore(state)
         self.start = state["step"]
         self.rt.print(f"resumed from {self.resume_from} at step {self.start}")
@@ -161,11 +180,20 @@ class StepDriver:
 
         def save() -> None:
             saved = job.checkpoint()
-            unwrap = rt.accelerator.unwrap_model
             state = {**saved.state, SETTINGS: self.settings} if self.settings else saved.state
-            self.checkpoints.save(
-                step, {k: unwrap(m) for k, m in saved.modules.items()}, saved.stateful, state
-            )
+            weights: dict[str, Any] = {}
+            for name, module in saved.modules.items():
+                weights[name] = (
+                    full_state_dict(rt.accelerator, module)  # collective: every process
+                    if self.rt.engine in SHARDED_PARAMETERS
+                    else rt.accelerator.unwrap_model(module)
+                )
+            rng_ranks, per_process = None, [saved.per_process]
+            if rt.world_size > 1:  # each process's own streams, gathered to the main one
+                rng_ranks = gather_object([rng_state()])
+                per_process = gather_object(per_process)
+            state = {**state, "per_process": per_process}
+            self.checkpoints.save(step, weights, saved.stateful, state, rng_ranks)
             rt.accelerator.wait_for_everyone()
 
         window = _Window()

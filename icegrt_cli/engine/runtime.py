@@ -12,7 +12,8 @@ from accelerate import Accelerator
 from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
 
-from icegrt_cli.config import RunConfig
+from icegrt_cli.config import EngineConfig, RunConfig
+from icegrt_cli.engine.engines import engine_plugins, has_accelerator
 
 PRECISIONS = {"fp32": "no", "bf16": "bf16", "fp16": "fp16"}
 
@@ -23,6 +24,8 @@ class Runtime:
 
     accelerator: Accelerator
     console: Console
+    engine: str = "ddp"
+    """engine.kind: ddp, or a sharded engine (fsdp, zero2, zero3)."""
 
     @property
     def device(self) -> torch.device:
@@ -72,13 +75,63 @@ def seed_everything(seed: int) -> None:
         torch.cuda.manual_seed_all(seed)
 
 
-def setup_runtime(run: RunConfig) -> Runtime:
+def setup_runtime(
+    run: RunConfig,
+    engine: EngineConfig | None = None,
+    *,
+    trainable_models: int = 1,
+    grad_accum: int = 1,
+    max_grad_norm: float = 0.0,
+    peft: str = "none",
+) -> Runtime:
+    """The Accelerator for `engine` (default DDP), on the CPU when there is no accelerator.
+
+    Accelerate joins the processes of `accelerate launch` / torchrun on a CPU only when told
+    it runs there (otherwise each process would train alone), hence `cpu` without a GPU.
+    """
+    join_slurm_tasks()
     torch.set_num_threads(run.num_threads or default_threads())
-    accelerator = Accelerator(cpu=run.cpu, mixed_precision=PRECISIONS[run.precision])
+    on_cpu = run.cpu or not has_accelerator()
+    plugins = engine_plugins(
+        engine or EngineConfig(),
+        on_cpu,
+        trainable_models=trainable_models,
+        grad_accum=grad_accum,
+        max_grad_norm=max_grad_norm,
+        peft=peft,
+    )
+    accelerator = Accelerator(cpu=on_cpu, mixed_precision=PRECISIONS[run.precision], **plugins)
     # Every rank draws the same initial weights and data order; ranks differ by their shard.
+    # Once the models are built, `seed_per_process` gives each rank its own random stream.
     seed_everything(run.seed)
     _quiet_transformers()
-    return Runtime(accelerator=accelerator, console=Console(stderr=False, highlight=False))
+    rt = Runtime(
+        accelerator, Console(stderr=False, highlight=False), (engine or EngineConfig()).kind
+    )
+    if rt.world_size > 1:
+        backend = accelerator.state.backend
+        rt.print(f"engine={rt.engine}: {rt.world_size} processes on {rt.device.type} ({backend})")
+    return rt
+
+
+def join_slurm_tasks() -> None:
+    """Under Hydra's submitit launcher every SLURM task of a job is one icegrt process (one
+    per GPU, over all nodes): give each the rank, world size and rendezvous (the first node)
+    that torch.distributed reads, as torchrun would. Nothing to do outside such a job, with
+    one task, or when a launcher already set them."""
+    tasks = int(os.environ.get("SLURM_NTASKS", "1"))
+    if os.environ.get("SUBMITIT_EXECUTOR") != "slurm" or tasks < 2 or "RANK" in os.environ:
+        return
+    from submitit.helpers import TorchDistributedEnvironment
+
+    TorchDistributedEnvironment().export(set_cuda_visible_devices=False)
+
+
+def seed_per_process(rt: Runtime, seed: int) -> None:
+    """Give each process its own random stream (sampling, dropout) once the shared initial
+    weights are drawn: rank 0 keeps `seed`, so one process runs exactly as before."""
+    if rt.world_size > 1:
+        seed_everything(seed + 1_000_003 * rt.rank)
 
 
 def _quiet_transformers() -> None:

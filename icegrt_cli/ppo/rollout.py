@@ -11,12 +11,12 @@ from dataclasses import dataclass
 import torch
 from transformers import GenerationConfig, PreTrainedModel, PreTrainedTokenizerBase
 
-from icegrt_cli.adapters import transformers_model
 from icegrt_cli.config import RolloutConfig
 from icegrt_cli.data.formatting import encode_prompt
 from icegrt_cli.errors import ConfigError
 from icegrt_cli.lm import decoding_config, generate_ids, left_pad
 from icegrt_cli.ppo.core import entropy_from_logits, logprobs_from_logits, response_mask
+from icegrt_cli.reward.scoring import head_outputs
 
 
 @dataclass
@@ -133,12 +133,10 @@ def response_logits(model: torch.nn.Module, seq: Sequences, rows=slice(None)) ->
 def token_values(critic: torch.nn.Module, seq: Sequences, rows=slice(None)) -> torch.Tensor:
     """Per-token values (B, T) from a scalar-head model: the head applied to every hidden state.
 
-    The value of token t is read where the policy decides it (position P-1+t).
+    The value of token t is read where the policy decides it (position P-1+t). The critic is
+    called as a whole (`head_outputs`), so under DDP its gradients are all-reduced.
     """
-    model = transformers_model(critic)  # inside DDP and PEFT wrappers; LoRA layers stay in
-    backbone = getattr(model, model.base_model_prefix)
-    hidden = backbone(**seq.inputs(rows)).last_hidden_state
-    values = model.score(hidden).squeeze(-1).float()
+    values = head_outputs(critic, **seq.inputs(rows))
     p, t = seq.prompt_width, seq.response_ids.shape[1]
     return values[:, p - 1 : p - 1 + t]
 

@@ -73,28 +73,68 @@ def ppo_update(
     ptx_loss: PtxLoss | None = None,
 ) -> dict[str, float]:
     """Run `ppo.epochs` passes of minibatch updates; return each figure averaged over the
-    response tokens of all minibatches, so the figures do not depend on how the batch was
-    split (one minibatch of 8 and eight of 1 report the same loss at lr = 0). `kl_cfg` is
-    resolved (`config.resolve_kl`): its estimator is the loss's when KL is in it. Without a
-    `critic` (the critic-free estimators) only the actor steps. Rows are shuffled across
-    groups: advantages are final before the update, so a split group changes nothing."""
+    response tokens of all minibatches and all processes, so the figures do not depend on how
+    the batch was split (one minibatch of 8 and eight of 1 report the same loss at lr = 0; two
+    processes of 4 rows report what one process of 8 does). `kl_cfg` is resolved
+    (`config.resolve_kl`): its estimator is the loss's when KL is in it. Without a `critic`
+    (the critic-free estimators) only the actor steps. Rows are shuffled across groups:
+    advantages are final before the update, so a split group changes nothing."""
     sums: dict[str, float] = {}
     tokens = 0.0
     n = exp.seq.response_ids.shape[0]
     for rows in minibatches(n, ppo.minibatch_size, ppo.epochs, generator):
         mb = exp.select(rows)
+        share = process_share(mb.seq.response_mask.sum(), accelerator)
+        # A loss summed over a constant horizon (dr_grpo) is a mean over rows, not tokens.
+        actor_share = (
+            share
+            if mb.loss_horizon is None
+            else process_share(mb.seq.response_mask.new_tensor(len(mb.seq)), accelerator)
+        )
         figures: dict[str, float] = {}
         if update_actor:
             figures.update(
-                _actor_step(mb, actor, ppo, kl_cfg, temperature, accelerator, step, ptx_loss)
+                _actor_step(
+                    mb, actor, ppo, kl_cfg, temperature, accelerator, step, ptx_loss, actor_share
+                )
             )
         if critic is not None:
-            figures.update(_critic_step(mb, critic, ppo, accelerator, step))
+            figures.update(_critic_step(mb, critic, ppo, accelerator, step, share))
         weight = mb.seq.response_mask.sum().item()
         for key, value in figures.items():
             sums[key] = sums.get(key, 0.0) + weight * value
         tokens += weight
-    return {k: v / max(tokens, 1.0) for k, v in sums.items()}
+    return _across_processes(sums, tokens, accelerator)
+
+
+def process_share(units: torch.Tensor, accelerator: Any) -> float:
+    """world x this process's units / all processes' units in this minibatch, where a unit is
+    what the loss averages over: response tokens (a token mean), or rows (dr_grpo's sum over a
+    constant horizon per row).
+
+    A loss averaged over this process's units, times its share, is the process's part of the
+    loss averaged over the global minibatch's units once DDP averages gradients over the
+    processes: processes with more units weigh more, exactly as one process holding the
+    whole minibatch would weigh them. 1 on a single process.
+    """
+    if accelerator.num_processes == 1:
+        return 1.0
+    local = units.float().reshape(1)
+    total = accelerator.reduce(local.clone(), reduction="sum")
+    return (local * accelerator.num_processes / total.clamp(min=1)).item()
+
+
+def _across_processes(sums: dict[str, float], tokens: float, accelerator: Any) -> dict[str, float]:
+    """Token-weighted sums of every process, divided by all processes' tokens."""
+    keys = sorted(sums)
+    if accelerator.num_processes > 1:
+        device = accelerator.device
+        packed = torch.tensor(
+            [sums[k] for k in keys] + [tokens], device=device, dtype=torch.float64
+        )
+        packed = accelerator.reduce(packed, reduction="sum").tolist()
+        sums, tokens = dict(zip(keys, packed[:-1], strict=True)), packed[-1]
+    return {k: sums[k] / max(tokens, 1.0) for k in keys}
 
 
 def _actor_step(
@@ -106,6 +146,7 @@ def _actor_step(
     accelerator: Any,
     step: int,
     ptx_loss: PtxLoss | None,
+    share: float = 1.0,
 ) -> dict[str, float]:
     mask = mb.seq.response_mask
     logits = response_logits(actor.model, mb.seq)
@@ -121,8 +162,9 @@ def _actor_step(
         kl_loss = token_loss(kl_tokens, mask, mb.loss_horizon)
         loss = loss + mb.loss_beta * kl_loss
         figures["ppo/kl_loss"] = kl_loss.item()
+    loss = loss * share  # the token-averaged terms, averaged over the global minibatch
     if ptx_loss is not None and ppo.ptx_coef > 0:
-        lm = ptx_loss(actor.model)
+        lm = ptx_loss(actor.model)  # equal batches on every process: a plain mean
         loss = loss + ppo.ptx_coef * lm
         figures["ppo/ptx_loss"] = lm.item()
     check_finite("policy loss", loss, step)
@@ -140,7 +182,12 @@ def _actor_step(
 
 
 def _critic_step(
-    mb: Experience, critic: Learner, ppo: PPOAlgoConfig, accelerator: Any, step: int
+    mb: Experience,
+    critic: Learner,
+    ppo: PPOAlgoConfig,
+    accelerator: Any,
+    step: int,
+    share: float = 1.0,
 ) -> dict[str, float]:
     mask = mb.seq.response_mask
     values = token_values(critic.model, mb.seq)
@@ -148,7 +195,7 @@ def _critic_step(
     check_finite("value loss", out.loss, step)
     # No value-loss coefficient: the critic has its own Adam, which is invariant to the scale
     # of its loss, so a coefficient could only ever be a no-op.
-    _step(critic, out.loss, accelerator)
+    _step(critic, out.loss * share, accelerator)
     return {
         "ppo/value_loss": out.loss.item(),
         "ppo/value_clipfrac": out.clipfrac.item(),

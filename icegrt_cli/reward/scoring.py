@@ -41,23 +41,33 @@ def score_head(model: torch.nn.Module) -> torch.nn.Module:
     return head
 
 
+def head_outputs(model: torch.nn.Module, **inputs: Tensor) -> Tensor:
+    """(B, T) fp32 output of the scalar head at every position, from one call of `model` itself.
+
+    A forward hook on the head catches its per-token output, so the call runs the whole model's
+    own forward, through any DDP / FSDP / DeepSpeed wrapper: every parameter is used inside it
+    and its gradients are reduced across processes. Calling the backbone and head directly
+    would bypass the wrapper, and each process would step with its own gradient.
+    """
+    caught: list[Tensor] = []
+    handle = score_head(model).register_forward_hook(lambda _m, _i, out: caught.append(out))
+    try:
+        model(**inputs)
+    finally:
+        handle.remove()
+    return caught[-1].squeeze(-1).float()
+
+
 def sequence_scores(model: torch.nn.Module, input_ids: Tensor, attention_mask: Tensor) -> Tensor:
     """(B,) fp32 scores at each row's last real token of `input_ids` (B, T).
 
     Transformers pools at the rightmost token whose id is not the pad id; we pool at the last
     position of `attention_mask` instead, so a pad id inside the text or pad == EOS cannot move
-    the score (TRL #2778). The head's per-token output (B, T, 1) is caught by a forward hook, so
-    the call still runs the whole (possibly DDP / FSDP wrapped) model's own forward and every
-    parameter is used inside it. For ordinary text both poolings pick the same token, so a
-    folder loaded with plain transformers scores exactly as here.
+    the score (TRL #2778). The head's per-token output comes from `head_outputs`. For ordinary
+    text both poolings pick the same token, so a folder loaded with plain transformers scores
+    exactly as here.
     """
-    caught: list[Tensor] = []
-    handle = score_head(model).register_forward_hook(lambda _m, _i, out: caught.append(out))
-    try:
-        model(input_ids=input_ids, attention_mask=attention_mask)
-    finally:
-        handle.remove()
-    per_token = caught[-1].squeeze(-1).float()  # (B, T)
+    per_token = head_outputs(model, input_ids=input_ids, attention_mask=attention_mask)
     last = last_token_index(attention_mask).unsqueeze(-1)  # (B, 1)
     return per_token.gather(-1, last).squeeze(-1)
 

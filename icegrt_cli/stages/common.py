@@ -9,6 +9,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from icegrt_cli.atomic import writing_folder
+from icegrt_cli.engine.engines import SHARDED_PARAMETERS, full_state_dict
 from icegrt_cli.errors import ConfigError
 
 SUMMARY = "summary.json"
@@ -26,11 +27,22 @@ def stage_model(run_root: Path | None, stage: str, key: str) -> Path:
     return path
 
 
-def save_model_folder(model: Any, tokenizer: Any, final: Path) -> None:
-    """A plain `save_pretrained` folder (weights and tokenizer), written atomically."""
+def save_model_folder(
+    model: Any, tokenizer: Any, final: Path, state_dict: dict[str, Any] | None = None
+) -> None:
+    """A plain `save_pretrained` folder (weights and tokenizer), written atomically;
+    `state_dict`: the whole weights gathered from a sharded model (`gathered_weights`)."""
     with writing_folder(final) as folder:
-        model.save_pretrained(folder)
+        model.save_pretrained(folder, state_dict=state_dict)
         tokenizer.save_pretrained(folder)
+
+
+def gathered_weights(rt: Any, model: Any) -> dict[str, Any] | None:
+    """Under FSDP / ZeRO the whole state dict, gathered from every process's shard onto the
+    main one (every process must call this); None where each process holds whole weights."""
+    if rt.engine not in SHARDED_PARAMETERS:
+        return None
+    return full_state_dict(rt.accelerator, model)
 
 
 def write_summary(out_dir: Path, summary: dict[str, Any]) -> None:

@@ -27,8 +27,9 @@ from icegrt_cli.data.loading import require_text
 from icegrt_cli.data.splits import load_splits
 from icegrt_cli.engine import save_run_config, setup_runtime
 from icegrt_cli.engine.driver import Cadence, Saved, StepDriver, StepFigures
+from icegrt_cli.engine.engines import engine_plugins, has_accelerator, whole_parameters
 from icegrt_cli.engine.loop import global_batches
-from icegrt_cli.engine.runtime import Runtime, peak_memory_mb
+from icegrt_cli.engine.runtime import Runtime, peak_memory_mb, seed_per_process
 from icegrt_cli.errors import ConfigError, DataError
 from icegrt_cli.models import checkpoint_context_length, load_tokenizer, materialize
 from icegrt_cli.ppo.core import (
@@ -59,7 +60,12 @@ from icegrt_cli.ppo.setup import (
 )
 from icegrt_cli.ppo.update import Learner, PtxLoss, ppo_update
 from icegrt_cli.reward.scoring import score_sequences
-from icegrt_cli.stages.common import resolve_model, save_model_folder, write_summary
+from icegrt_cli.stages.common import (
+    gathered_weights,
+    resolve_model,
+    save_model_folder,
+    write_summary,
+)
 from icegrt_cli.stages.rerun import settings_of
 
 NEGATIVE_KL_PATIENCE = 5
@@ -82,6 +88,11 @@ def check(cfg: DictConfig) -> None:
             "so nothing would hold the policy near the reference; use kl.estimator=k2 (the "
             "gradient of KL(pi||pi_ref)) or k3 (of KL(pi_ref||pi)), or kl.in_reward=true"
         )
+    # The engine's refusals (DeepSpeed with two trained models, a sharded engine on a CPU)
+    # before a pipeline spends its first stages.
+    engine_plugins(
+        cfg.engine, cfg.run.cpu or not has_accelerator(), trainable_models=2, peft=cfg.peft.kind
+    )
     if cfg.peft.kind != "none" and cfg.peft.dropout > 0:
         raise ConfigError(
             f"peft.dropout={cfg.peft.dropout}: PPO needs 0, or the update pass scores tokens "
@@ -126,15 +137,16 @@ def run(cfg: DictConfig, out_dir: Path, run_root: Path | None) -> dict[str, Any]
     started = time.perf_counter()
     # 1. Runtime, tokenizers.
     check(cfg)
-    rt = setup_runtime(cfg.run)
+    rt = setup_runtime(cfg.run, cfg.engine, trainable_models=2, peft=cfg.peft.kind)
     policy_cfg = resolve_model(cfg.policy, run_root, "policy")
     rm_cfg = resolve_model(cfg.reward_model, run_root, "reward_model")
     tokenizer = load_tokenizer(policy_cfg)
     tokenizer.padding_side = "left"
     rm_tokenizer = load_tokenizer(rm_cfg)
     check_critic_tokenizer(cfg, tokenizer, rm_tokenizer)
-    policy_path = materialize(policy_cfg, out_dir / "init_policy", cfg.run.seed)
-    rm_path = materialize(rm_cfg, out_dir / "init_reward_model", cfg.run.seed)
+    with rt.accelerator.main_process_first():  # one process writes, the others read it
+        policy_path = materialize(policy_cfg, out_dir / "init_policy", cfg.run.seed)
+        rm_path = materialize(rm_cfg, out_dir / "init_reward_model", cfg.run.seed)
 
     # 2. Prompts (and held-out prompts with ground truth where the data has it) that leave
     # room for a full response in both checkpoints' context.
@@ -166,6 +178,7 @@ def run(cfg: DictConfig, out_dir: Path, run_root: Path | None) -> dict[str, Any]
     for frozen in (models.reference, models.reward_model):
         frozen.model.to(rt.device)
     rt.print(models.describe())
+    seed_per_process(rt, cfg.run.seed)  # each process samples its own responses
 
     # 4. Optimisers, KL controller, running statistics; the step driver resumes them.
     # Recorded only now that data and models are good: a failed command leaves an earlier
@@ -210,7 +223,7 @@ def run(cfg: DictConfig, out_dir: Path, run_root: Path | None) -> dict[str, Any]
     )
     driver.resume(job)
     job.prepare()
-    with rt.accelerator.autocast():
+    with rt.accelerator.autocast(), whole_parameters(job.actor.model):
         gap = announce_sampling(rt, job.unwrapped_actor, tokenizer, prompt_rows, cfg)
     done = driver.drive(job)
     if done.stopped_early:
@@ -234,14 +247,16 @@ def run(cfg: DictConfig, out_dir: Path, run_root: Path | None) -> dict[str, Any]
         "trainable_parameters": models.trainable(),
         "peak_memory_mb": peak_memory_mb(rt.device),
     }
+    actor_weights = gathered_weights(rt, job.actor.model)  # collectives: every process
+    critic_weights = None if job.critic is None else gathered_weights(rt, job.critic.model)
     if rt.is_main:
         tokenizer.padding_side = "right"
         actor = merged(job.unwrapped_actor, out_dir / ADAPTER_DIR)
-        save_model_folder(actor, tokenizer, out_dir / "model")
+        save_model_folder(actor, tokenizer, out_dir / "model", actor_weights)
         if job.critic is not None:
             critic_model = rt.accelerator.unwrap_model(job.critic.model)
             critic = merged(critic_model, out_dir / "critic_adapter")
-            save_model_folder(critic, tokenizer, out_dir / "critic")
+            save_model_folder(critic, tokenizer, out_dir / "critic", critic_weights)
         summary["seconds"] = round(time.perf_counter() - started, 1)
         write_summary(out_dir, summary)
         rt.print(_before_after_table(job.before, done.last_eval))
@@ -284,14 +299,13 @@ class PPOJob:
         self.kl_cfg = resolve_kl(self.cfg.kl, self.cfg.advantage.estimator)
 
     def prepare(self) -> None:
-        """Wrap the trainable models and their optimisers for the process group."""
-        a, c = self.actor, self.critic
-        if c is None:
-            a.model, a.optimizer = self.rt.accelerator.prepare(a.model, a.optimizer)
-            return
-        a.model, a.optimizer, c.model, c.optimizer = self.rt.accelerator.prepare(
-            a.model, a.optimizer, c.model, c.optimizer
-        )
+        """Wrap the trainable models and their optimisers for the process group, one model
+        per call (FSDP2 takes one model with its optimizer at a time)."""
+        for trained in (self.actor, self.critic):
+            if trained is not None:
+                trained.model, trained.optimizer = self.rt.accelerator.prepare(
+                    trained.model, trained.optimizer
+                )
 
     @property
     def unwrapped_actor(self) -> torch.nn.Module:
@@ -310,7 +324,8 @@ class PPOJob:
 
         # (1) Sample.
         model = self.unwrapped_actor
-        seq = sample(model, self.tokenizer, rows, cfg.rollout)
+        with whole_parameters(self.actor.model):
+            seq = sample(model, self.tokenizer, rows, cfg.rollout)
         texts = decode_responses(self.tokenizer, seq)
         prompts = [r["prompt"] for r in batch_records]
 
@@ -320,11 +335,7 @@ class PPOJob:
         old_logp, _ = logprobs_in_chunks(model, seq, cfg.rollout.temperature, chunk)
         with self.reference.use() as reference:
             ref_logp, _ = logprobs_in_chunks(reference, seq, cfg.rollout.temperature, chunk)
-        values = (
-            None
-            if self.critic is None
-            else values_in_chunks(rt.accelerator.unwrap_model(self.critic.model), seq, chunk)
-        )
+        values = None if self.critic is None else values_in_chunks(self.critic.model, seq, chunk)
         rm_rows = reward_rows(seq, self.tokenizer, self.rm_tokenizer, prompts)
         with self.reward_model.use() as reward_model:
             raw = score_sequences(reward_model, rm_rows, self.rm_tokenizer.pad_token_id, chunk)
@@ -404,6 +415,7 @@ class PPOJob:
             "time/rollout_s": t_rollout,
             "time/update_s": time.perf_counter() - t0 - t_rollout,
         }
+        figures = self._mean_across(figures)
         self._warn_on_negative_kl(kl_mean)
         every = cfg.train.sample_every
         if rt.is_main and every and (step + 1) % every == 0:
@@ -419,6 +431,19 @@ class PPOJob:
         """All-reduce sum over processes: advantages are whitened over the global batch."""
         return self.rt.accelerator.reduce(t, reduction="sum") if self.rt.world_size > 1 else t
 
+    def _mean_across(self, figures: dict[str, float]) -> dict[str, float]:
+        """Each figure averaged over the processes (equal rollout batches), so the record
+        describes the global batch, not the main process's share. The update's figures are
+        global already, and each process's copy of them is the same."""
+        if self.rt.world_size == 1:
+            return figures
+        keys = sorted(figures)
+        packed = torch.tensor(
+            [figures[k] for k in keys], dtype=torch.float64, device=self.rt.device
+        )
+        packed = self.rt.accelerator.reduce(packed, reduction="mean").tolist()
+        return dict(zip(keys, packed, strict=True))
+
     def _warn_on_negative_kl(self, kl_mean: float) -> None:
         self.negative_kl_streak = self.negative_kl_streak + 1 if kl_mean < -1e-3 else 0
         if self.negative_kl_streak == NEGATIVE_KL_PATIENCE:
@@ -431,7 +456,7 @@ class PPOJob:
     def evaluate(self, step: int) -> dict[str, float]:
         if not self.eval_records:
             return {}
-        with self.reward_model.use() as reward_model:
+        with self.reward_model.use() as reward_model, whole_parameters(self.actor.model):
             figures, _ = evaluate_policy(
                 self.unwrapped_actor,
                 self.tokenizer,
@@ -459,17 +484,19 @@ class PPOJob:
                 "kl": self.kl.state_dict(),
                 "score_stats": self.score_stats.state_dict(),
                 "generator": self.generator.get_state().tolist(),
-                "ptx_generator": self.ptx_generator.get_state().tolist(),
                 "eval_before": self.before,
             },
+            {"ptx_generator": self.ptx_generator.get_state().tolist()},
         )
 
     def restore(self, state: dict[str, Any]) -> None:
         self.kl.load_state_dict(state["kl"])
         self.score_stats.load_state_dict(state["score_stats"])
         self.generator.set_state(torch.tensor(state["generator"], dtype=torch.uint8))
-        if "ptx_generator" in state:
-            self.ptx_generator.set_state(torch.tensor(state["ptx_generator"], dtype=torch.uint8))
+        # Each process's own PTX stream (older single-process checkpoints kept it in `state`).
+        own = state.get("per_process", state)
+        if "ptx_generator" in own:
+            self.ptx_generator.set_state(torch.tensor(own["ptx_generator"], dtype=torch.uint8))
         self.before = state.get("eval_before", {})
 
 

@@ -28,7 +28,8 @@ from icegrt_cli.adapters import ADAPTER_DIR, merged, trainable_parameters, with_
 from icegrt_cli.atomic import writing_folder
 from icegrt_cli.data.splits import load_splits
 from icegrt_cli.engine import StepOutput, fit, save_run_config, setup_runtime
-from icegrt_cli.engine.runtime import peak_memory_mb
+from icegrt_cli.engine.engines import SHARDED_PARAMETERS
+from icegrt_cli.engine.runtime import peak_memory_mb, seed_per_process
 from icegrt_cli.errors import ConfigError, DataError
 from icegrt_cli.models import load_scalar_model, load_tokenizer, materialize
 from icegrt_cli.reward.gold_check import checked_sources, gold_agreement
@@ -74,7 +75,18 @@ def run(cfg: DictConfig, out_dir: Path, run_root: Path | None) -> dict[str, Any]
         raise ConfigError(f"calibration_size: needs at least 2 scores, got {cfg.calibration_size}")
     model_cfg = _reward_model_config(cfg.reward_model, run_root)
     gold_checked = bool(checked_sources(cfg.data.sources))
-    rt = setup_runtime(cfg.run)
+    if cfg.engine.kind in SHARDED_PARAMETERS:
+        raise ConfigError(
+            f"engine.kind={cfg.engine.kind}: train-rm calibrates and checks the reward model on "
+            "one process after training, which needs whole weights; use engine=zero2 or ddp"
+        )
+    rt = setup_runtime(
+        cfg.run,
+        cfg.engine,
+        grad_accum=cfg.train.grad_accum,
+        max_grad_norm=cfg.optim.max_grad_norm,
+        peft=cfg.peft.kind,
+    )
     tokenizer = load_tokenizer(model_cfg)
 
     # 2. Data: pairs encoded per side, unusable pairs skipped and counted.
@@ -95,12 +107,12 @@ def run(cfg: DictConfig, out_dir: Path, run_root: Path | None) -> dict[str, Any]
     )
 
     # 3. Model: the SFT model, a checkpoint or a built preset, with a new scalar head.
-    init_path = materialize(model_cfg, out_dir / "init", cfg.run.seed)
+    with rt.accelerator.main_process_first():  # one process writes, the others read it
+        init_path = materialize(model_cfg, out_dir / "init", cfg.run.seed)
     model = load_scalar_model(init_path, model_cfg, tokenizer)
-    if model_cfg.gradient_checkpointing:
-        model.gradient_checkpointing_enable()
     model = with_adapters(model, cfg.peft, scalar=True)
     trainable, total = trainable_parameters(model)
+    seed_per_process(rt, cfg.run.seed)
 
     # 4. Train.
     # Recorded only now that data and models are good: a failed command leaves an earlier

@@ -13,12 +13,17 @@ from icegrt_cli.data.collate import LMCollator, pack
 from icegrt_cli.data.formatting import Encoded, check_sft_record, encode_sft
 from icegrt_cli.data.splits import load_splits
 from icegrt_cli.engine import StepOutput, fit, save_run_config, setup_runtime
-from icegrt_cli.engine.runtime import peak_memory_mb
+from icegrt_cli.engine.runtime import peak_memory_mb, seed_per_process
 from icegrt_cli.errors import DataError
 from icegrt_cli.eval.generate import generate_responses
 from icegrt_cli.lm import lm_loss_sum
 from icegrt_cli.models import load_causal_lm, load_tokenizer, materialize
-from icegrt_cli.stages.common import resolve_model, save_model_folder, write_summary
+from icegrt_cli.stages.common import (
+    gathered_weights,
+    resolve_model,
+    save_model_folder,
+    write_summary,
+)
 from icegrt_cli.stages.rerun import settings_of
 
 
@@ -38,7 +43,13 @@ def encode_all(
 def run(cfg: DictConfig, out_dir: Path, run_root: Path | None) -> dict[str, Any]:
     started = time.perf_counter()
     # 1. Runtime, tokenizer.
-    rt = setup_runtime(cfg.run)
+    rt = setup_runtime(
+        cfg.run,
+        cfg.engine,
+        grad_accum=cfg.train.grad_accum,
+        max_grad_norm=cfg.optim.max_grad_norm,
+        peft=cfg.peft.kind,
+    )
     model_cfg = resolve_model(cfg.model, run_root, "model")
     tokenizer = load_tokenizer(model_cfg)
 
@@ -56,9 +67,11 @@ def run(cfg: DictConfig, out_dir: Path, run_root: Path | None) -> dict[str, Any]
     )
 
     # 3. Model: a checkpoint or a preset built and saved, loaded through from_pretrained.
-    init_path = materialize(model_cfg, out_dir / "init", cfg.run.seed)
+    with rt.accelerator.main_process_first():  # one process writes, the others read it
+        init_path = materialize(model_cfg, out_dir / "init", cfg.run.seed)
     model = with_adapters(load_causal_lm(init_path, model_cfg, tokenizer), cfg.peft)
     trainable, total = trainable_parameters(model)
+    seed_per_process(rt, cfg.run.seed)
 
     # 4. Train.
     # Recorded only now that data and models are good: a failed command leaves an earlier
@@ -98,11 +111,13 @@ def run(cfg: DictConfig, out_dir: Path, run_root: Path | None) -> dict[str, Any]
         return summary
 
     # 5. Save the final model and show what it learned.
+    whole = gathered_weights(rt, model)  # every process: a collective under sharded engines
     model = rt.accelerator.unwrap_model(model)
     if rt.is_main:
         model = merged(model, out_dir / ADAPTER_DIR)
-        save_model_folder(model, tokenizer, out_dir / "model")
-        _show_samples(rt, model, tokenizer, eval_records[: cfg.sample_prompts])
+        save_model_folder(model, tokenizer, out_dir / "model", whole)
+        if whole is None:  # sharded weights cannot run on one process alone
+            _show_samples(rt, model, tokenizer, eval_records[: cfg.sample_prompts])
         summary["seconds"] = round(time.perf_counter() - started, 1)
         write_summary(out_dir, summary)
     rt.print(
