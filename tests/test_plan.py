@@ -131,24 +131,35 @@ def test_sizes_parse_with_units() -> None:
         parse_size("lots")
 
 
-def test_ppo_plan_of_the_7b_preset_shards_every_model_under_zero3() -> None:
-    args = ["model@policy=7b", "model@reward_model=7b", "engine=zero3", "run.precision=bf16"]
+def test_ppo_plan_of_the_7b_preset_shards_the_trained_models_under_fsdp() -> None:
+    args = ["model@policy=7b", "model@reward_model=7b", "engine=fsdp", "run.precision=bf16"]
     ddp = plan_stage("ppo", [*args, "engine=ddp"], devices=8, device_memory=80 * GIB)
-    zero3 = plan_stage("ppo", args, devices=8, device_memory=80 * GIB)
-    actor, reference, reward, critic = (r.device for r in zero3.roles)
+    fsdp = plan_stage("ppo", args, devices=8, device_memory=80 * GIB)
+    actor, reference, reward, critic = (r.device for r in fsdp.roles)
     # bf16 weights: 2 bytes a parameter, an eighth of them on each of the 8 devices
     assert ddp.roles[0].device.params == LLAMA2_7B * 2
-    assert actor.params == reference.params == LLAMA2_7B * 2 // 8
-    # DeepSpeed: fp32 master weights and moments for every trainable parameter, sharded
-    assert actor.optimizer == LLAMA2_7B * 12 // 8
+    assert actor.params == LLAMA2_7B * 2 // 8
+    # the frozen models are not wrapped by the engine: whole on every device, as the stage does
+    assert reference.params == LLAMA2_7B * 2
+    # torch's AdamW: two moments in the weights' dtype, sharded with them
+    assert actor.optimizer == LLAMA2_7B * 4 // 8
     assert reward.grads == reward.optimizer == 0
-    assert critic.params == reward.params  # the critic starts from the reward model
-    assert not ddp.fits and zero3.peak.total < ddp.peak.total
+    assert critic.params == reward.params // 8  # the critic starts from the reward model
+    assert not ddp.fits and fsdp.peak.total < ddp.peak.total
+
+
+def test_plan_refuses_deepspeed_for_two_trained_models_but_not_for_one() -> None:
+    args = ["model@policy=7b", "model@reward_model=7b", "engine=zero3", "run.precision=bf16"]
+    with pytest.raises(ConfigError, match="engine.kind=zero3: this stage trains 2 models"):
+        plan_stage("ppo", args, devices=8)
+    grpo = plan_stage("ppo", [*args, "advantage=grpo", "rollout.n=4"], devices=8)
+    assert grpo.roles[0].device.optimizer == LLAMA2_7B * 12 // 8  # fp32 master + moments
 
 
 def test_lora_shares_the_reference_and_critic_free_estimators_drop_the_critic() -> None:
     plan = plan_stage(
-        "ppo", ["model@policy=7b", "model@reward_model=7b", "peft=lora", "advantage=grpo"]
+        "ppo",
+        ["model@policy=7b", "model@reward_model=7b", "peft=lora", "advantage=grpo", "rollout.n=4"],
     )
     roles = {role.role: role for role in plan.roles}
     assert roles["reference"].device.total == 0  # the actor with its adapters off
@@ -178,7 +189,7 @@ def test_plan_refuses_what_the_stage_refuses() -> None:
 
 @pytest.mark.slow
 def test_plan_verb_prints_json_and_a_verdict(tmp_path) -> None:
-    args = ["plan", "ppo", "model@policy=7b", "model@reward_model=7b", "engine=zero3"]
+    args = ["plan", "ppo", "model@policy=7b", "model@reward_model=7b", "engine=fsdp"]
     out = icegrt(*args, "--devices", "8", "--device-memory", "80GiB", "--json", cwd=tmp_path)
     plan = json.loads(out.stdout)
     assert plan["roles"][0]["device"]["params"] == LLAMA2_7B * 2 // 8

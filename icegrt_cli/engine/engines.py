@@ -65,27 +65,46 @@ def engine_plugins(
         )
     if kind == "ddp":
         return {}
+    check_engine_settings(kind, trainable_models=trainable_models, grad_accum=grad_accum, peft=peft)
+    check_engine_machine(kind, on_cpu)
+    if kind == "fsdp":
+        return {"fsdp_plugin": _fsdp_plugin(engine)}
+    return {"deepspeed_plugin": _deepspeed_plugin(engine, max_grad_norm)}
+
+
+def check_engine_machine(kind: str, on_cpu: bool) -> None:
+    """Refuse, in one line, an engine this machine cannot run: a sharded engine on a CPU, or
+    DeepSpeed not installed."""
+    if kind == "ddp":
+        return
     if on_cpu:
         raise ConfigError(
             f"engine.kind={kind}: Accelerate runs FSDP and DeepSpeed on GPUs only (on a CPU it "
             "would silently fall back to DDP); use engine=ddp here"
         )
-    if peft != "none" and kind in ("fsdp", "zero3"):
+    if kind != "fsdp" and importlib.util.find_spec("deepspeed") is None:
+        raise ConfigError(
+            f"engine.kind={kind}: DeepSpeed is not installed; pip install 'icegrt-cli[deepspeed]' "
+            "(or pip install deepspeed), or use engine=fsdp"
+        )
+
+
+def check_engine_settings(
+    kind: str, *, trainable_models: int = 1, grad_accum: int = 1, peft: str = "none"
+) -> None:
+    """Refuse, in one line, what `kind` cannot run whatever the machine: the stage and the
+    memory planner (`icegrt plan`) ask the same question."""
+    if peft != "none" and kind in SHARDED_PARAMETERS:
         raise ConfigError(
             f"engine.kind={kind} with peft={peft}: adapters are merged into whole weights on "
             "save, which sharded parameters do not offer; LoRA fits each process: use engine=ddp"
         )
-    if kind == "fsdp":
-        return {"fsdp_plugin": _fsdp_plugin(engine)}
+    if kind not in ("zero2", "zero3"):
+        return
     if grad_accum > 1:
         raise ConfigError(
             f"train.grad_accum={grad_accum} with engine.kind={kind}: DeepSpeed steps its "
             "optimizer at every backward here; raise train.batch_size instead"
-        )
-    if importlib.util.find_spec("deepspeed") is None:
-        raise ConfigError(
-            f"engine.kind={kind}: DeepSpeed is not installed; pip install 'icegrt-cli[deepspeed]' "
-            "(or pip install deepspeed), or use engine=fsdp"
         )
     if trainable_models > 1:
         raise ConfigError(
@@ -93,7 +112,6 @@ def engine_plugins(
             "critic), and Accelerate's DeepSpeed integration steps one model per process; use "
             "engine=fsdp for PPO (sft and train-rm run under zero2 / zero3)"
         )
-    return {"deepspeed_plugin": _deepspeed_plugin(engine, max_grad_norm)}
 
 
 def _fsdp_plugin(engine: EngineConfig) -> Any:

@@ -7,8 +7,9 @@ logits, KV cache, gathered shards). Models run one after another, so the peak is
 every model keeps plus the largest single pass: generation, a scoring pass, or one model's
 update with its gradients.
 
-Frozen models (reference, reward model) are placed like the trainable ones: whole on every
-device under ddp / zero2, sharded under fsdp / zero3.
+Frozen models (reference, reward model) are placed as the PPO stage places them: whole on
+every device whatever the engine (only trained models are wrapped by it). A setting the engine
+refuses (`engine.check_engine_settings`) is refused here in the same words.
 """
 
 from __future__ import annotations
@@ -199,6 +200,8 @@ def _role(
         state = FP32 if model.lora else model.weight_bytes
         grads = shape.trainable * state
         optimizer = shape.trainable * optimizer_bytes_per_param(state, engine)
+    if not trainable:
+        engine = "ddp"  # frozen models are not wrapped by the engine: whole on every device
     placed = place(params, grads, optimizer, engine, devices, cfg.engine.offload)
     gathered = gathered_bytes(shape.largest_block * model.weight_bytes, engine)
     working = {phase: size + gathered for phase, size in phases.items()}

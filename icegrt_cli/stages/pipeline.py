@@ -17,6 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from icegrt_cli.console import print_warning
 from icegrt_cli.engine.checkpoint import Checkpointer
+from icegrt_cli.engine.engines import check_engine_machine, has_accelerator
 from icegrt_cli.errors import ConfigError
 from icegrt_cli.stages.common import SUMMARY, is_complete, write_summary
 from icegrt_cli.stages.registry import PIPELINE_ORDER, STAGES
@@ -110,6 +111,8 @@ def run(cfg: DictConfig, out_dir: Path, run_root: Path | None) -> dict[str, Any]
     for name, module in modules.items():  # a late stage's bad setting must not cost the early ones
         if hasattr(module, "check"):
             module.check(cfg[name])
+        if "engine" in cfg[name]:
+            check_engine_machine(cfg[name].engine.kind, cfg[name].run.cpu or not has_accelerator())
     summaries: dict[str, Any] = {}
     for name in cfg.stages:
         stage_dir = out_dir / name

@@ -27,7 +27,7 @@ from icegrt_cli.data.loading import require_text
 from icegrt_cli.data.splits import load_splits
 from icegrt_cli.engine import save_run_config, setup_runtime
 from icegrt_cli.engine.driver import Cadence, Saved, StepDriver, StepFigures
-from icegrt_cli.engine.engines import engine_plugins, has_accelerator, whole_parameters
+from icegrt_cli.engine.engines import check_engine_settings, whole_parameters
 from icegrt_cli.engine.loop import global_batches
 from icegrt_cli.engine.runtime import Runtime, peak_memory_mb, seed_per_process
 from icegrt_cli.errors import ConfigError, DataError
@@ -88,11 +88,9 @@ def check(cfg: DictConfig) -> None:
             "so nothing would hold the policy near the reference; use kl.estimator=k2 (the "
             "gradient of KL(pi||pi_ref)) or k3 (of KL(pi_ref||pi)), or kl.in_reward=true"
         )
-    # The engine's refusals (DeepSpeed with two trained models, a sharded engine on a CPU)
-    # before a pipeline spends its first stages.
-    engine_plugins(
-        cfg.engine, cfg.run.cpu or not has_accelerator(), trainable_models=2, peft=cfg.peft.kind
-    )
+    # The engine's refusals (DeepSpeed with two trained models, LoRA with sharded weights)
+    # before a pipeline spends its first stages; `icegrt plan` asks the same.
+    check_engine_settings(cfg.engine.kind, trainable_models=trained_models(cfg), peft=cfg.peft.kind)
     if cfg.peft.kind != "none" and cfg.peft.dropout > 0:
         raise ConfigError(
             f"peft.dropout={cfg.peft.dropout}: PPO needs 0, or the update pass scores tokens "
@@ -118,6 +116,11 @@ def _check_advantage(cfg: DictConfig) -> None:
         )
 
 
+def trained_models(cfg: DictConfig) -> int:
+    """The actor, and the critic when the advantage estimator learns one."""
+    return 2 if needs_critic(cfg.advantage.estimator) else 1
+
+
 def _check_ptx_data(cfg: DictConfig) -> None:
     """PPO-ptx on the demo's demonstrations only makes sense for the demo's prompts: refuse to
     mix them silently into training on someone else's data."""
@@ -137,7 +140,9 @@ def run(cfg: DictConfig, out_dir: Path, run_root: Path | None) -> dict[str, Any]
     started = time.perf_counter()
     # 1. Runtime, tokenizers.
     check(cfg)
-    rt = setup_runtime(cfg.run, cfg.engine, trainable_models=2, peft=cfg.peft.kind)
+    rt = setup_runtime(
+        cfg.run, cfg.engine, trainable_models=trained_models(cfg), peft=cfg.peft.kind
+    )
     policy_cfg = resolve_model(cfg.policy, run_root, "policy")
     rm_cfg = resolve_model(cfg.reward_model, run_root, "reward_model")
     tokenizer = load_tokenizer(policy_cfg)
