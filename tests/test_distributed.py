@@ -239,6 +239,11 @@ def _launch(cwd: Path, *args: str) -> subprocess.CompletedProcess:
     return proc
 
 
+def _step_two(path: Path) -> list[dict]:
+    """The training records of PPO step 2 (held-out records share the step number)."""
+    return [r for r in read_metrics(path) if r["step"] == 2 and "rollout/score_raw" in r]
+
+
 @pytest.mark.slow
 def test_sft_reward_model_and_ppo_run_on_two_processes_and_ppo_resumes_each_stream(
     tmp_path: Path,
@@ -253,7 +258,7 @@ def test_sft_reward_model_and_ppo_run_on_two_processes_and_ppo_resumes_each_stre
         assert (run / stage / "summary.json").exists(), stage
     assert (run / "ppo" / "model" / "config.json").exists()
     assert (run / "ppo" / "critic" / "config.json").exists()
-    first = [r for r in read_metrics(run / "ppo" / "metrics.jsonl") if r["step"] == 2]
+    first = _step_two(run / "ppo" / "metrics.jsonl")
 
     ppo_args = [o.removeprefix("ppo.") for o in TINY_STAGES if o.startswith("ppo.")]
     _launch(
@@ -265,7 +270,7 @@ def test_sft_reward_model_and_ppo_run_on_two_processes_and_ppo_resumes_each_stre
         f"run.resume={run / 'ppo' / 'checkpoints' / 'step-1'}",
         "run.force=true",
     )
-    again = [r for r in read_metrics(run / "ppo" / "metrics.jsonl") if r["step"] == 2]
+    again = _step_two(run / "ppo" / "metrics.jsonl")
     for key in ("rollout/score_raw", "rollout/length", "ppo/policy_loss", "ppo/ptx_loss"):
         assert again[-1][key] == pytest.approx(first[0][key], rel=1e-5), key
 
