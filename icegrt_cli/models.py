@@ -382,4 +382,6 @@ def load_scalar_model(
             dtype=torch_dtype(cfg.dtype),
             trust_remote_code=cfg.trust_remote_code,
         )
+    if cfg.gradient_checkpointing:  # the critic trains; a frozen reward model never recomputes
+        model.gradient_checkpointing_enable()
     return _prepare(model, tokenizer)

@@ -21,7 +21,7 @@ from icegrt_cli.ppo.core import (
     value_loss,
 )
 from icegrt_cli.ppo.experience import Experience
-from icegrt_cli.ppo.rollout import response_logits, token_values
+from icegrt_cli.ppo.rollout import Sequences, response_logits, token_values
 
 
 @dataclass
@@ -36,6 +36,25 @@ class Learner:
 
 PtxLoss = Callable[[torch.nn.Module], torch.Tensor]
 """Returns the mean LM loss of the actor on the next PPO-ptx batch."""
+
+
+@dataclass
+class FirstPass:
+    """The update's first forward passes over the whole rollout batch, run before the
+    experience is built. With one minibatch per epoch the first minibatch is the batch, read by
+    the weights that sampled it, so these passes give the old log-probs and the values too:
+    two fewer forwards per step, and the first epoch's ratio is exactly 1."""
+
+    logits: torch.Tensor | None
+    """(B, T, V) actor response logits, with graph; None when the actor does not train."""
+    values: torch.Tensor
+    """(B, T) critic values, with graph."""
+
+
+def first_pass(actor: Learner, critic: Learner, seq: Sequences, update_actor: bool) -> FirstPass:
+    """Forward actor (when it trains) and critic over the whole batch, keeping their graphs."""
+    logits = response_logits(actor.model, seq) if update_actor else None
+    return FirstPass(logits, token_values(critic.model, seq))
 
 
 def _step(learner: Learner, loss: torch.Tensor, accelerator: Any) -> None:
@@ -70,21 +89,31 @@ def ppo_update(
     generator: torch.Generator,
     step: int,
     ptx_loss: PtxLoss | None = None,
+    first: FirstPass | None = None,
 ) -> dict[str, float]:
     """Run `ppo.epochs` passes of minibatch updates; return each figure averaged over the
     response tokens of all minibatches, so the figures do not depend on how the batch was
-    split (one minibatch of 8 and eight of 1 report the same loss at lr = 0)."""
+    split (one minibatch of 8 and eight of 1 report the same loss at lr = 0). `first`: the
+    first minibatch's forward passes, already run (one minibatch per epoch only)."""
     sums: dict[str, float] = {}
     tokens = 0.0
     n = exp.seq.response_ids.shape[0]
-    for rows in minibatches(n, ppo.minibatch_size, ppo.epochs, generator):
+    if first is not None and ppo.minibatch_size < n:
+        raise ValueError("a first pass stands for the whole batch: one minibatch per epoch")
+    for index, rows in enumerate(minibatches(n, ppo.minibatch_size, ppo.epochs, generator)):
         mb = exp.select(rows)
+        given = first if index == 0 else None
+        width = mb.seq.response_ids.shape[1]
         figures: dict[str, float] = {}
         if update_actor:
+            logits = given.logits[rows, :width] if given and given.logits is not None else None
             figures.update(
-                _actor_step(mb, actor, ppo, kl_cfg, temperature, accelerator, step, ptx_loss)
+                _actor_step(
+                    mb, actor, ppo, kl_cfg, temperature, accelerator, step, ptx_loss, logits
+                )
             )
-        figures.update(_critic_step(mb, critic, ppo, accelerator, step))
+        values = given.values[rows, :width] if given else None
+        figures.update(_critic_step(mb, critic, ppo, accelerator, step, values))
         weight = mb.seq.response_mask.sum().item()
         for key, value in figures.items():
             sums[key] = sums.get(key, 0.0) + weight * value
@@ -101,11 +130,15 @@ def _actor_step(
     accelerator: Any,
     step: int,
     ptx_loss: PtxLoss | None,
+    logits: torch.Tensor | None = None,
 ) -> dict[str, float]:
     mask = mb.seq.response_mask
-    logits = response_logits(actor.model, mb.seq)
+    if logits is None:
+        logits = response_logits(actor.model, mb.seq)
     logp = logprobs_from_logits(logits, mb.seq.response_ids, temperature)
-    entropy = masked_mean(entropy_from_logits(logits, temperature), mask)
+    # Without a bonus the entropy is only reported: no graph over (B, T, V) for it.
+    with torch.set_grad_enabled(torch.is_grad_enabled() and ppo.entropy_coef != 0):
+        entropy = masked_mean(entropy_from_logits(logits, temperature), mask)
     out = policy_loss(logp, mb.old_logprobs, mb.advantages, mask, ppo.clip_eps)
     loss = out.loss - ppo.entropy_coef * entropy
     figures = {}
@@ -132,10 +165,16 @@ def _actor_step(
 
 
 def _critic_step(
-    mb: Experience, critic: Learner, ppo: PPOAlgoConfig, accelerator: Any, step: int
+    mb: Experience,
+    critic: Learner,
+    ppo: PPOAlgoConfig,
+    accelerator: Any,
+    step: int,
+    values: torch.Tensor | None = None,
 ) -> dict[str, float]:
     mask = mb.seq.response_mask
-    values = token_values(critic.model, mb.seq)
+    if values is None:
+        values = token_values(critic.model, mb.seq)
     out = value_loss(values, mb.values, mb.returns, mask, ppo.value_clip_eps)
     check_finite("value loss", out.loss, step)
     # No value-loss coefficient: the critic has its own Adam, which is invariant to the scale
