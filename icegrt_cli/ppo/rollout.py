@@ -33,10 +33,6 @@ class Sequences:
     def __len__(self) -> int:
         return self.response_ids.shape[0]
 
-    @property
-    def prompt_width(self) -> int:
-        return self.prompt_ids.shape[1]
-
     def inputs(
         self, rows: slice | torch.Tensor = slice(None), scored: bool = False
     ) -> dict[str, torch.Tensor]:
