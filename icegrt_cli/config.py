@@ -354,7 +354,10 @@ class PPOAlgoConfig:
     epochs: int = 2
     """Passes over each rollout batch."""
     minibatch_size: int = 16
-    """Rollout rows (episodes: prompts x rollout.n) per optimizer step of actor and critic."""
+    """Rollout rows (episodes: prompts x rollout.n) per optimizer step of actor and critic. At
+    or above the rows of a step (one minibatch per epoch) the first epoch's forwards also give
+    the old log-probs and values: two fewer scoring passes per step, both graphs held while the
+    batch is scored."""
     lr: float = 1e-4
     """Actor learning rate."""
     critic_lr: float = 3e-4

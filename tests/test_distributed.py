@@ -7,10 +7,12 @@ writes what it measured to a file the test reads.
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -31,9 +33,18 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _spawn(fn: Any, world: int, *args: Any) -> None:
-    """Run `fn(rank, world, port, *args)` in `world` fresh processes joined by gloo."""
-    mp.spawn(_entry, args=(fn, world, _free_port(), args), nprocs=world, join=True)
+def _spawn(fn: Any, world: int, *args: Any, timeout: float = 180.0) -> None:
+    """Run `fn(rank, world, port, *args)` in `world` fresh processes joined by gloo; a process
+    that never finishes (a collective waiting on a dead peer) fails the test, not the suite."""
+    context = mp.start_processes(
+        _entry, args=(fn, world, _free_port(), args), nprocs=world, join=False
+    )
+    deadline = time.monotonic() + timeout
+    while not context.join(timeout=1.0):
+        if time.monotonic() > deadline:
+            for process in context.processes:
+                process.kill()
+            pytest.fail(f"{world} gloo processes did not finish within {timeout:.0f} s")
 
 
 def _entry(rank: int, fn: Any, world: int, port: int, args: tuple) -> None:
@@ -274,6 +285,25 @@ def test_sft_reward_model_and_ppo_run_on_two_processes_and_ppo_resumes_each_stre
     for key in ("rollout/score_raw", "rollout/length", "ppo/policy_loss", "ppo/ptx_loss"):
         assert again[-1][key] == pytest.approx(first[0][key], rel=1e-5), key
 
+    # Grouped rollouts without a critic, one minibatch per epoch (the update's first forwards
+    # give the old log-probs): each process samples its own 4 prompts x 2 responses.
+    grpo = [a for a in ppo_args if not a.startswith("ppo.minibatch_size")]
+    _launch(
+        tmp_path,
+        "ppo",
+        "run.name=two",
+        *grpo,
+        "run.progress=false",
+        "run.force=true",
+        "advantage=grpo",
+        "rollout.n=2",
+        "ppo.minibatch_size=8",
+    )
+    summary = json.loads((run / "ppo" / "summary.json").read_text())
+    assert summary["critic"] is False and summary["episodes_per_step"] == 2 * 4 * 2
+    grouped = _step_two(run / "ppo" / "metrics.jsonl")[-1]
+    assert 0.0 <= grouped["adv/zero_spread_groups"] <= 1.0 and "ppo/value_loss" not in grouped
+
 
 @pytest.mark.parametrize(
     ("kind", "on_cpu", "options", "env", "says"),
@@ -304,10 +334,12 @@ def test_deepspeed_is_asked_for_by_name_and_refused_for_two_trained_models() -> 
     from icegrt_cli.engine.engines import engine_plugins
     from icegrt_cli.errors import ConfigError
 
-    installed = importlib.util.find_spec("deepspeed") is not None
-    says = "this stage trains 2 models" if installed else "DeepSpeed is not installed"
-    with pytest.raises(ConfigError, match=f"engine.kind=zero3: {says}"):
+    # Settings first, whatever the machine: PPO's two trained models are refused everywhere.
+    with pytest.raises(ConfigError, match="engine.kind=zero3: this stage trains 2 models"):
         engine_plugins(EngineConfig(kind="zero3"), False, trainable_models=2)
+    if importlib.util.find_spec("deepspeed") is None:
+        with pytest.raises(ConfigError, match="engine.kind=zero3: DeepSpeed is not installed"):
+            engine_plugins(EngineConfig(kind="zero3"), False, trainable_models=1)
 
 
 def test_fsdp_plugin_shards_each_decoder_layer_with_full_state_dicts() -> None:

@@ -193,4 +193,6 @@ def test_bf16_reference_and_reward_passes_share_the_actors_autocast(lora_run: Pa
     )
     steps = [r for r in read_metrics(lora_run / "runs/bf16/ppo/metrics.jsonl") if "kl/ref" in r]
     assert [r["kl/ref"] for r in steps] == [0.0] * len(steps)
-    assert all(r["ppo/ratio"] == 1.0 for r in steps)
+    # A minibatch is trimmed to its own rows, so the update reads fewer columns than the
+    # scoring pass did: the same numbers up to bf16 accumulation order (seen: 2.5e-6).
+    assert all(r["ppo/ratio"] == pytest.approx(1.0, abs=1e-5) for r in steps)

@@ -210,6 +210,13 @@ def test_attention_dropout_of_a_checkpoint_is_off_in_training_mode(
         )
 
 
+def test_gradient_checkpointing_reaches_the_critic_too(tiny_model_dir: Path) -> None:
+    cfg = ModelConfig(name_or_path=str(tiny_model_dir), gradient_checkpointing=True)
+    tokenizer = load_tokenizer(cfg)
+    for load in (load_causal_lm, load_scalar_model):
+        assert load(tiny_model_dir, cfg, tokenizer).is_gradient_checkpointing, load.__name__
+
+
 # -- 4. Limits come from the loaded checkpoint ---------------------------------------------------
 
 

@@ -176,3 +176,77 @@ def test_sampled_evaluation_repeats_and_leaves_training_randomness_alone(tiny_lm
     assert torch.equal(torch.random.get_rng_state(), state)
     assert drawn(5) == first
     assert any(drawn(s) != first for s in range(6, 9))  # the seed, not a fixed stream, picks
+
+
+def test_a_minibatch_is_trimmed_to_its_own_rows_and_scores_as_in_the_batch(tiny_lm) -> None:
+    model, tokenizer = tiny_lm
+    prompts = [[5, 6, 7, 8, 9], [10, 11], [12, 13, 14]]
+    responses = [[20, 21, 22, 23, 24], [25, 26], [27]]
+    seq = _sequences(tokenizer, prompts, responses)
+    batch, _ = logprobs_in_chunks(model, seq, 1.0, chunk=3)
+    rows = torch.tensor([2, 1])
+    part = seq.select(rows)
+    # The widest prompt and the longest response are not among these rows: both shrink.
+    assert part.prompt_ids.shape[1] == 3 and part.response_ids.shape[1] == 2
+    alone, _ = logprobs_in_chunks(model, part, 1.0, chunk=2)
+    valid = part.response_mask.bool()
+    torch.testing.assert_close(alone[valid], batch[rows, :2][valid], rtol=1e-4, atol=1e-5)
+
+
+def test_the_first_pass_is_the_scoring_pass_and_updates_alike(tiny_model_dir, tiny_lm) -> None:
+    """One minibatch per epoch: taking old log-probs and values from the update's first forward
+    passes gives the numbers the no-grad scoring passes give, and the same update."""
+    from accelerate import Accelerator
+
+    from icegrt_cli.config import ModelConfig
+    from icegrt_cli.models import load_causal_lm, load_scalar_model
+    from icegrt_cli.ppo.rollout import values_in_chunks
+    from icegrt_cli.ppo.update import first_pass
+
+    _, tokenizer = tiny_lm
+    cfg = ModelConfig(name_or_path=str(tiny_model_dir))
+    torch.manual_seed(1)
+    rows = [tokenizer("the cat").input_ids, tokenizer("is the red dog blue").input_ids] * 3
+    results = []
+    for fused in (False, True):
+        torch.manual_seed(2)  # the critic's new head is drawn
+        actor = load_causal_lm(tiny_model_dir, cfg, tokenizer)
+        critic = load_scalar_model(tiny_model_dir, cfg, tokenizer)
+        seq = sample(actor, tokenizer, rows, RolloutConfig(max_new_tokens=8))
+        learners = [
+            Learner(m, torch.optim.SGD(m.parameters(), lr=0.5), _NoSchedule(), 1.0)
+            for m in (actor, critic)
+        ]
+        old, _ = logprobs_in_chunks(actor, seq, 1.0, chunk=4)
+        values = values_in_chunks(critic, seq, chunk=4)
+        first = None
+        if fused:
+            first = first_pass(learners[0], learners[1], seq, update_actor=True)
+            fused_old = logprobs_from_logits(first.logits.detach(), seq.response_ids)
+            valid = seq.response_mask.bool()
+            torch.testing.assert_close(fused_old[valid], old[valid], rtol=1e-5, atol=1e-6)
+            torch.testing.assert_close(first.values.detach(), values, rtol=1e-5, atol=1e-6)
+            old, values = fused_old, first.values.detach()
+        exp, _ = build_experience(
+            seq, old, old - 0.1, values, torch.arange(6.0), 0.1, KLConfig(), PPOAlgoConfig()
+        )
+        figures = ppo_update(
+            exp,
+            *learners,
+            ppo=PPOAlgoConfig(minibatch_size=6, epochs=2),
+            kl_cfg=KLConfig(),
+            temperature=1.0,
+            update_actor=True,
+            accelerator=Accelerator(cpu=True),
+            generator=torch.Generator().manual_seed(0),
+            step=1,
+            first=first,
+        )
+        results.append((figures, [p.detach().clone() for p in actor.parameters()]))
+    (plain, plain_weights), (fused_figures, fused_weights) = results
+    assert plain["ppo/policy_loss"] == pytest.approx(fused_figures["ppo/policy_loss"], abs=1e-5)
+    assert plain["ppo/value_loss"] == pytest.approx(fused_figures["ppo/value_loss"], rel=1e-4)
+    start = load_causal_lm(tiny_model_dir, cfg, tokenizer).parameters()
+    assert any(not torch.equal(p, q) for p, q in zip(start, plain_weights, strict=True))
+    for p, q in zip(plain_weights, fused_weights, strict=True):
+        torch.testing.assert_close(p, q, rtol=1e-4, atol=1e-5)

@@ -53,10 +53,13 @@ class Experience:
     rows x L, see `core.token_loss`."""
 
     def select(self, rows: torch.Tensor) -> Experience:
+        """These rows, trimmed like `Sequences.select` to their own longest response."""
+        seq = self.seq.select(rows)
+        width = seq.response_ids.shape[1]
         return Experience(
-            self.seq.select(rows),
+            seq,
             *(
-                t[rows]
+                t[rows, :width]
                 for t in (
                     self.old_logprobs,
                     self.ref_logprobs,
@@ -65,9 +68,9 @@ class Experience:
                     self.rewards,
                     self.advantages,
                     self.returns,
-                    self.scores,
                 )
             ),
+            self.scores[rows],
             loss_beta=self.loss_beta,
             loss_horizon=self.loss_horizon,
         )

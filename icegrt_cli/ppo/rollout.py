@@ -6,11 +6,13 @@ T = response width (right-padded after the first EOS).
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
 
 import torch
 from transformers import GenerationConfig, PreTrainedModel, PreTrainedTokenizerBase
 
+from icegrt_cli.adapters import transformers_model
 from icegrt_cli.config import RolloutConfig
 from icegrt_cli.data.formatting import encode_prompt
 from icegrt_cli.errors import ConfigError
@@ -32,29 +34,44 @@ class Sequences:
     def __len__(self) -> int:
         return self.response_ids.shape[0]
 
-    @property
-    def prompt_width(self) -> int:
-        return self.prompt_ids.shape[1]
-
-    def inputs(self, rows: slice | torch.Tensor = slice(None)) -> dict[str, torch.Tensor]:
+    def inputs(
+        self, rows: slice | torch.Tensor = slice(None), scored: bool = False
+    ) -> dict[str, torch.Tensor]:
         """input_ids, attention_mask and position_ids for rows of the joined sequences.
 
         Positions count real tokens only: with left padding, position 0 is the first real token
-        of each row, exactly as during generation (trlx #508).
+        of each row, exactly as during generation (trlx #508). `scored`: without the last
+        response column, which predicts nothing PPO scores (causal attention: no other
+        position sees it), so a scoring pass reads P + T - 1 tokens.
         """
-        ids = torch.cat([self.prompt_ids[rows], self.response_ids[rows]], dim=1)
-        mask = torch.cat([self.prompt_mask[rows], self.response_mask[rows].long()], dim=1)
+        response = slice(None, -1) if scored else slice(None)
+        ids = torch.cat([self.prompt_ids[rows], self.response_ids[rows][:, response]], dim=1)
+        mask = torch.cat(
+            [self.prompt_mask[rows], self.response_mask[rows][:, response].long()], dim=1
+        )
         positions = (mask.cumsum(dim=1) - 1).clamp(min=0)
         return {"input_ids": ids, "attention_mask": mask, "position_ids": positions}
 
     def select(self, rows: torch.Tensor) -> Sequences:
+        """These rows, trimmed to their own widths: prompt columns that are padding in every
+        row and response columns past the longest response go (positions count real tokens,
+        so nothing any model reads changes)."""
+        prompt_mask = self.prompt_mask[rows]
+        first = int(prompt_mask.any(dim=0).long().argmax()) if prompt_mask.numel() else 0
+        response_mask = self.response_mask[rows]
+        width = response_width(response_mask)
         return Sequences(
-            self.prompt_ids[rows],
-            self.prompt_mask[rows],
-            self.response_ids[rows],
-            self.response_mask[rows],
+            self.prompt_ids[rows][:, first:],
+            prompt_mask[:, first:],
+            self.response_ids[rows][:, :width],
+            response_mask[:, :width],
             self.has_eos[rows],
         )
+
+
+def response_width(mask: torch.Tensor) -> int:
+    """Columns up to the longest response of a (B, T) prefix mask (at least 1)."""
+    return max(int(mask.sum(dim=1).max()), 1) if mask.numel() else mask.shape[1]
 
 
 def generation_config(
@@ -124,10 +141,22 @@ def sampler_scorer_gap(
 
 
 def response_logits(model: torch.nn.Module, seq: Sequences, rows=slice(None)) -> torch.Tensor:
-    """Logits that predict each response token: (B, T, V). Position P-1+t predicts token t."""
-    logits = model(**seq.inputs(rows)).logits
-    p, t = seq.prompt_width, seq.response_ids.shape[1]
-    return logits[:, p - 1 : p - 1 + t].float()
+    """Logits that predict each response token: (B, T, V). Position P-1+t predicts token t.
+
+    The LM head runs on those T positions only (`logits_to_keep`), not on the prompt's; fp32
+    for the log-softmax (a no-op in fp32, one copy under bf16 autocast).
+    """
+    t = seq.response_ids.shape[1]
+    keep = {"logits_to_keep": t} if _keeps_logits(model) else {}
+    logits = model(**seq.inputs(rows, scored=True), **keep).logits
+    return logits[:, -t:].float()
+
+
+def _keeps_logits(model: torch.nn.Module) -> bool:
+    """Whether the causal LM inside any wrappers takes `logits_to_keep` (transformers >= 4.45
+    decoders); others compute every position's logits and are sliced."""
+    forward = transformers_model(model).forward
+    return "logits_to_keep" in inspect.signature(forward).parameters
 
 
 def token_values(critic: torch.nn.Module, seq: Sequences, rows=slice(None)) -> torch.Tensor:
@@ -136,12 +165,11 @@ def token_values(critic: torch.nn.Module, seq: Sequences, rows=slice(None)) -> t
     The value of token t is read where the policy decides it (position P-1+t). The critic is
     called as a whole (`head_outputs`), so under DDP its gradients are all-reduced.
     """
-    values = head_outputs(critic, **seq.inputs(rows))
-    p, t = seq.prompt_width, seq.response_ids.shape[1]
-    return values[:, p - 1 : p - 1 + t]
+    t = seq.response_ids.shape[1]
+    return head_outputs(critic, **seq.inputs(rows, scored=True))[:, -t:]
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def logprobs_in_chunks(
     model: torch.nn.Module,
     seq: Sequences,
@@ -160,7 +188,7 @@ def logprobs_in_chunks(
     return torch.cat(logps), (torch.cat(entropies) if with_entropy else None)
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def values_in_chunks(critic: torch.nn.Module, seq: Sequences, chunk: int) -> torch.Tensor:
     return torch.cat(
         [

@@ -115,7 +115,7 @@ def learner(model: torch.nn.Module, lr: float, cfg: DictConfig, steps: int) -> L
         warmup_ratio=0.0,
         max_grad_norm=cfg.ppo.max_grad_norm,
     )
-    optimizer = build_optimizer(model.parameters(), optim)
+    optimizer = build_optimizer(model.parameters(), optim, fused=True)
     scheduler = build_scheduler(optimizer, optim, steps)
     return Learner(model, optimizer, scheduler, cfg.ppo.max_grad_norm)
 

@@ -22,7 +22,7 @@ from icegrt_cli.ppo.core import (
     value_loss,
 )
 from icegrt_cli.ppo.experience import Experience
-from icegrt_cli.ppo.rollout import response_logits, token_values
+from icegrt_cli.ppo.rollout import Sequences, response_logits, token_values
 
 
 @dataclass
@@ -37,6 +37,29 @@ class Learner:
 
 PtxLoss = Callable[[torch.nn.Module], torch.Tensor]
 """Returns the mean LM loss of the actor on the next PPO-ptx batch."""
+
+
+@dataclass
+class FirstPass:
+    """The update's first forward passes over the whole rollout batch, run before the
+    experience is built. With one minibatch per epoch the first minibatch is the batch, read by
+    the weights that sampled it, so these passes give the old log-probs and the values too:
+    two fewer forwards per step, and the first epoch's ratio is exactly 1."""
+
+    logits: torch.Tensor | None
+    """(B, T, V) actor response logits, with graph; None when the actor does not train."""
+    values: torch.Tensor | None
+    """(B, T) critic values, with graph; None without a critic."""
+
+
+def first_pass(
+    actor: Learner, critic: Learner | None, seq: Sequences, update_actor: bool
+) -> FirstPass:
+    """Forward actor (when it trains) and critic (if any) over the whole batch, keeping their
+    graphs."""
+    logits = response_logits(actor.model, seq) if update_actor else None
+    values = None if critic is None else token_values(critic.model, seq)
+    return FirstPass(logits, values)
 
 
 def _step(learner: Learner, loss: torch.Tensor, accelerator: Any) -> None:
@@ -71,6 +94,7 @@ def ppo_update(
     generator: torch.Generator,
     step: int,
     ptx_loss: PtxLoss | None = None,
+    first: FirstPass | None = None,
 ) -> dict[str, float]:
     """Run `ppo.epochs` passes of minibatch updates; return each figure averaged over the
     response tokens of all minibatches and all processes, so the figures do not depend on how
@@ -78,11 +102,14 @@ def ppo_update(
     processes of 4 rows report what one process of 8 does). `kl_cfg` is resolved
     (`config.resolve_kl`): its estimator is the loss's when KL is in it. Without a `critic`
     (the critic-free estimators) only the actor steps. Rows are shuffled across groups:
-    advantages are final before the update, so a split group changes nothing."""
+    advantages are final before the update, so a split group changes nothing. `first`: the
+    first minibatch's forward passes, already run (one minibatch per epoch only)."""
     sums: dict[str, float] = {}
     tokens = 0.0
     n = exp.seq.response_ids.shape[0]
-    for rows in minibatches(n, ppo.minibatch_size, ppo.epochs, generator):
+    if first is not None and ppo.minibatch_size < n:
+        raise ValueError("a first pass stands for the whole batch: one minibatch per epoch")
+    for index, rows in enumerate(minibatches(n, ppo.minibatch_size, ppo.epochs, generator)):
         mb = exp.select(rows)
         share = process_share(mb.seq.response_mask.sum(), accelerator)
         # A loss summed over a constant horizon (dr_grpo) is a mean over rows, not tokens.
@@ -91,15 +118,28 @@ def ppo_update(
             if mb.loss_horizon is None
             else process_share(mb.seq.response_mask.new_tensor(len(mb.seq)), accelerator)
         )
+        given = first if index == 0 else None
+        width = mb.seq.response_ids.shape[1]
         figures: dict[str, float] = {}
         if update_actor:
+            logits = given.logits[rows, :width] if given and given.logits is not None else None
             figures.update(
                 _actor_step(
-                    mb, actor, ppo, kl_cfg, temperature, accelerator, step, ptx_loss, actor_share
+                    mb,
+                    actor,
+                    ppo,
+                    kl_cfg,
+                    temperature,
+                    accelerator,
+                    step,
+                    ptx_loss,
+                    actor_share,
+                    logits,
                 )
             )
         if critic is not None:
-            figures.update(_critic_step(mb, critic, ppo, accelerator, step, share))
+            values = given.values[rows, :width] if given and given.values is not None else None
+            figures.update(_critic_step(mb, critic, ppo, accelerator, step, share, values))
         weight = mb.seq.response_mask.sum().item()
         for key, value in figures.items():
             sums[key] = sums.get(key, 0.0) + weight * value
@@ -147,11 +187,15 @@ def _actor_step(
     step: int,
     ptx_loss: PtxLoss | None,
     share: float = 1.0,
+    logits: torch.Tensor | None = None,
 ) -> dict[str, float]:
     mask = mb.seq.response_mask
-    logits = response_logits(actor.model, mb.seq)
+    if logits is None:
+        logits = response_logits(actor.model, mb.seq)
     logp = logprobs_from_logits(logits, mb.seq.response_ids, temperature)
-    entropy = masked_mean(entropy_from_logits(logits, temperature), mask)
+    # Without a bonus the entropy is only reported: no graph over (B, T, V) for it.
+    with torch.set_grad_enabled(torch.is_grad_enabled() and ppo.entropy_coef != 0):
+        entropy = masked_mean(entropy_from_logits(logits, temperature), mask)
     out = policy_loss(
         logp, mb.old_logprobs, mb.advantages, mask, ppo.clip_eps, horizon=mb.loss_horizon
     )
@@ -188,9 +232,11 @@ def _critic_step(
     accelerator: Any,
     step: int,
     share: float = 1.0,
+    values: torch.Tensor | None = None,
 ) -> dict[str, float]:
     mask = mb.seq.response_mask
-    values = token_values(critic.model, mb.seq)
+    if values is None:
+        values = token_values(critic.model, mb.seq)
     out = value_loss(values, mb.values, mb.returns, mask, ppo.value_clip_eps)
     check_finite("value loss", out.loss, step)
     # No value-loss coefficient: the critic has its own Adam, which is invariant to the scale

@@ -36,6 +36,7 @@ from icegrt_cli.ppo.core import (
     KLController,
     RunningMeanStd,
     check_finite,
+    logprobs_from_logits,
     make_kl_controller,
     masked_mean,
     shape_scores,
@@ -58,7 +59,7 @@ from icegrt_cli.ppo.setup import (
     ptx_source,
     reward_stats,
 )
-from icegrt_cli.ppo.update import Learner, PtxLoss, ppo_update
+from icegrt_cli.ppo.update import Learner, PtxLoss, first_pass, ppo_update
 from icegrt_cli.reward.scoring import score_sequences
 from icegrt_cli.stages.common import (
     gathered_weights,
@@ -269,6 +270,21 @@ def run(cfg: DictConfig, out_dir: Path, run_root: Path | None) -> dict[str, Any]
     return summary
 
 
+class Laps:
+    """Seconds spent in each named part of a step, as `time/<part>_s` figures."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+        self._last = time.perf_counter()
+
+    def lap(self, part: str | None = None) -> None:
+        """Charge the time since the last lap to `part` (None: to nothing)."""
+        now = time.perf_counter()
+        if part is not None:
+            self.seconds[f"time/{part}_s"] = now - self._last
+        self._last = now
+
+
 @dataclass
 class PPOJob:
     """One PPO step on one rollout batch; what the step driver evaluates and checkpoints."""
@@ -328,23 +344,45 @@ class PPOJob:
         rows = [self.prompt_rows[i] for i in mine]
 
         # (1) Sample.
+        laps = Laps()
         model = self.unwrapped_actor
         with whole_parameters(self.actor.model):
             seq = sample(model, self.tokenizer, rows, cfg.rollout)
+        laps.lap("generate")
         texts = decode_responses(self.tokenizer, seq)
         prompts = [r["prompt"] for r in batch_records]
 
-        # (2) Score: old and reference log-probs, values, reward-model scores.
-        chunk = cfg.rollout.forward_batch_size
-        model.eval()
-        old_logp, _ = logprobs_in_chunks(model, seq, cfg.rollout.temperature, chunk)
+        # (2) Score: old and reference log-probs, values, reward-model scores. With one
+        # minibatch per epoch the update's first forward passes give old log-probs and values.
+        chunk, temperature = cfg.rollout.forward_batch_size, cfg.rollout.temperature
+        update_actor = step >= cfg.ppo.critic_warmup_steps
+        laps.lap()
+        first = None
+        if cfg.ppo.minibatch_size >= len(seq):
+            model.train()
+            first = first_pass(self.actor, self.critic, seq, update_actor)
+            laps.lap("first_pass")
+        if first is not None and first.logits is not None:
+            old_logp = logprobs_from_logits(first.logits.detach(), seq.response_ids, temperature)
+        else:
+            model.eval()
+            old_logp, _ = logprobs_in_chunks(model, seq, temperature, chunk)
+            laps.lap("score_old")
         with self.reference.use() as reference:
-            ref_logp, _ = logprobs_in_chunks(reference, seq, cfg.rollout.temperature, chunk)
-        values = None if self.critic is None else values_in_chunks(self.critic.model, seq, chunk)
+            ref_logp, _ = logprobs_in_chunks(reference, seq, temperature, chunk)
+        laps.lap("score_ref")
+        if self.critic is None:
+            values = None
+        elif first is not None:
+            values = first.values.detach()
+        else:
+            values = values_in_chunks(self.critic.model, seq, chunk)
+            laps.lap("score_value")
         rm_rows = reward_rows(seq, self.tokenizer, self.rm_tokenizer, prompts)
         with self.reward_model.use() as reward_model:
             raw = score_sequences(reward_model, rm_rows, self.rm_tokenizer.pad_token_id, chunk)
         raw = raw.to(rt.device)
+        laps.lap("score_reward")
         check_finite("reward-model score", raw, step + 1)
 
         # (3) Shape scores: truncation penalty, normalise, scale, clip.
@@ -389,12 +427,13 @@ class PPOJob:
             self.critic,
             ppo=cfg.ppo,
             kl_cfg=self.kl_cfg,
-            temperature=cfg.rollout.temperature,
-            update_actor=step >= cfg.ppo.critic_warmup_steps,
+            temperature=temperature,
+            update_actor=update_actor,
             accelerator=rt.accelerator,
             generator=self.generator,
             step=step + 1,
             ptx_loss=self.ptx_loss,
+            first=first,
         )
 
         # (6) Adapt beta to the observed per-sequence KL.
@@ -419,6 +458,7 @@ class PPOJob:
             **{f"rollout/{k}": v for k, v in gold_figures(texts, batch_records).items()},
             "time/rollout_s": t_rollout,
             "time/update_s": time.perf_counter() - t0 - t_rollout,
+            **laps.seconds,
         }
         figures = self._mean_across(figures)
         self._warn_on_negative_kl(kl_mean)
