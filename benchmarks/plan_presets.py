@@ -1,8 +1,9 @@
 """The planner's figures for PPO on the 7B and 13B presets, as a markdown table.
 
-Full fine-tuning and LoRA, under ddp and zero3, per device of 8 x 80 GiB, with the stage's
-default batch sizes and the prompt length given (the default, the longest prompt Llama-2's
-4096-token context allows, is rarely what a run sees).
+Full fine-tuning under ddp and fsdp, LoRA under ddp (sharded parameters cannot carry adapters
+here), and the critic-free GRPO under zero3 (DeepSpeed takes one trained model), per device of
+8 x 80 GiB, with the stage's default batch sizes and the prompt length given (the default, the
+longest prompt Llama-2's 4096-token context allows, is rarely what a run sees).
 Usage: python benchmarks/plan_presets.py [--prompt-length 512] [overrides ...]
 """
 
@@ -14,6 +15,13 @@ from icegrt_cli.planning.memory import GIB
 from icegrt_cli.planning.plan import plan_stage
 
 DEVICES, MEMORY = 8, 80 * GIB
+CASES = [
+    ("none", "ddp", []),
+    ("none", "fsdp", []),
+    ("lora", "ddp", []),
+    ("none", "zero3", ["advantage=grpo", "rollout.n=4", "rollout.batch_size=8"]),
+]
+"""(peft, engine, more overrides): the combinations the PPO stage runs."""
 
 
 def main() -> None:
@@ -27,22 +35,23 @@ def main() -> None:
     )
     print("| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | --- |")
     for size in ("7b", "13b"):
-        for peft in ("none", "lora"):
-            for engine in ("ddp", "zero3"):
-                overrides = [
-                    f"model@policy={size}",
-                    f"model@reward_model={size}",
-                    f"peft={peft}",
-                    f"engine={engine}",
-                    *args.overrides,
-                ]
-                plan = plan_stage("ppo", overrides, DEVICES, MEMORY, args.prompt_length)
-                roles = " | ".join(f"{r.device.total / GIB:.1f}" for r in plan.roles)
-                verdict = "yes" if plan.fits else "no"
-                print(
-                    f"| {size} | {peft} | {engine} | {roles} | "
-                    f"{plan.peak.total / GIB:.1f} ({plan.peak_pass}) | {verdict} |"
-                )
+        for peft, engine, extra in CASES:
+            overrides = [
+                f"model@policy={size}",
+                f"model@reward_model={size}",
+                f"peft={peft}",
+                f"engine={engine}",
+                *extra,
+                *args.overrides,
+            ]
+            plan = plan_stage("ppo", overrides, DEVICES, MEMORY, args.prompt_length)
+            roles = " | ".join(f"{r.device.total / GIB:.1f}" for r in plan.roles)
+            verdict = "yes" if plan.fits else "no"
+            label = f"{engine} ({' '.join(extra)})" if extra else engine
+            print(
+                f"| {size} | {peft} | {label} | {roles} | "
+                f"{plan.peak.total / GIB:.1f} ({plan.peak_pass}) | {verdict} |"
+            )
     print(f"\nworkload: {plan.workload}")
 
 

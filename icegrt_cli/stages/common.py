@@ -10,9 +10,22 @@ from omegaconf import DictConfig, OmegaConf
 
 from icegrt_cli.atomic import writing_folder
 from icegrt_cli.engine.engines import SHARDED_PARAMETERS, full_state_dict
+from icegrt_cli.engine.runtime import Runtime, setup_runtime
 from icegrt_cli.errors import ConfigError
 
 SUMMARY = "summary.json"
+
+
+def training_runtime(cfg: DictConfig) -> Runtime:
+    """The runtime of a one-model training stage (sft, train-rm): its engine, with the
+    accumulation and clipping the engine must know of."""
+    return setup_runtime(
+        cfg.run,
+        cfg.engine,
+        grad_accum=cfg.train.grad_accum,
+        max_grad_norm=cfg.optim.max_grad_norm,
+        peft=cfg.peft.kind,
+    )
 
 
 def stage_model(run_root: Path | None, stage: str, key: str) -> Path:

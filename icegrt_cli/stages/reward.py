@@ -27,7 +27,7 @@ from rich.table import Table
 from icegrt_cli.adapters import ADAPTER_DIR, merged, trainable_parameters, with_adapters
 from icegrt_cli.atomic import writing_folder
 from icegrt_cli.data.splits import load_splits
-from icegrt_cli.engine import StepOutput, fit, save_run_config, setup_runtime
+from icegrt_cli.engine import StepOutput, fit, save_run_config
 from icegrt_cli.engine.engines import SHARDED_PARAMETERS
 from icegrt_cli.engine.runtime import peak_memory_mb, seed_per_process
 from icegrt_cli.errors import ConfigError, DataError
@@ -37,7 +37,7 @@ from icegrt_cli.reward.loss import bradley_terry_loss, pair_metrics, std_from_mo
 from icegrt_cli.reward.pairs import PairCollator, PairExample, check_pair_record, encode_pairs
 from icegrt_cli.reward.scoring import score_sequences, sequence_scores
 from icegrt_cli.reward.stats import RewardStats
-from icegrt_cli.stages.common import resolve_model, write_summary
+from icegrt_cli.stages.common import resolve_model, training_runtime, write_summary
 from icegrt_cli.stages.rerun import settings_of
 
 DEMO_PART = "pairs"
@@ -80,13 +80,7 @@ def run(cfg: DictConfig, out_dir: Path, run_root: Path | None) -> dict[str, Any]
             f"engine.kind={cfg.engine.kind}: train-rm calibrates and checks the reward model on "
             "one process after training, which needs whole weights; use engine=zero2 or ddp"
         )
-    rt = setup_runtime(
-        cfg.run,
-        cfg.engine,
-        grad_accum=cfg.train.grad_accum,
-        max_grad_norm=cfg.optim.max_grad_norm,
-        peft=cfg.peft.kind,
-    )
+    rt = training_runtime(cfg)
     tokenizer = load_tokenizer(model_cfg)
 
     # 2. Data: pairs encoded per side, unusable pairs skipped and counted.

@@ -12,7 +12,7 @@ from icegrt_cli.adapters import ADAPTER_DIR, merged, trainable_parameters, with_
 from icegrt_cli.data.collate import LMCollator, pack
 from icegrt_cli.data.formatting import Encoded, check_sft_record, encode_sft
 from icegrt_cli.data.splits import load_splits
-from icegrt_cli.engine import StepOutput, fit, save_run_config, setup_runtime
+from icegrt_cli.engine import StepOutput, fit, save_run_config
 from icegrt_cli.engine.runtime import peak_memory_mb, seed_per_process
 from icegrt_cli.errors import DataError
 from icegrt_cli.eval.generate import generate_responses
@@ -22,6 +22,7 @@ from icegrt_cli.stages.common import (
     gathered_weights,
     resolve_model,
     save_model_folder,
+    training_runtime,
     write_summary,
 )
 from icegrt_cli.stages.rerun import settings_of
@@ -43,13 +44,7 @@ def encode_all(
 def run(cfg: DictConfig, out_dir: Path, run_root: Path | None) -> dict[str, Any]:
     started = time.perf_counter()
     # 1. Runtime, tokenizer.
-    rt = setup_runtime(
-        cfg.run,
-        cfg.engine,
-        grad_accum=cfg.train.grad_accum,
-        max_grad_norm=cfg.optim.max_grad_norm,
-        peft=cfg.peft.kind,
-    )
+    rt = training_runtime(cfg)
     model_cfg = resolve_model(cfg.model, run_root, "model")
     tokenizer = load_tokenizer(model_cfg)
 
