@@ -380,9 +380,12 @@ def test_slurm_tasks_of_a_submitit_job_join_as_torchrun_would(
     """Task 5 of 8 (2 nodes of 4) learns its rank, local rank and the first node's address."""
     from icegrt_cli.engine.runtime import join_slurm_tasks
 
-    # Marked absent first, so that monkeypatch removes what join_slurm_tasks sets.
+    # Set, then removed, so that monkeypatch records each as absent and removes what
+    # join_slurm_tasks exports: left behind, they made the next test's Accelerator wait for
+    # 7 more processes forever.
     for name in (*TORCHRUN_VARIABLES, "MASTER_PORT"):
-        monkeypatch.delenv(name, raising=False)
+        monkeypatch.setenv(name, "")
+        monkeypatch.delenv(name)
     slurm = {
         "SUBMITIT_EXECUTOR": "slurm",
         "SLURM_JOB_ID": "4242",
