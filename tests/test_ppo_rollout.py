@@ -250,3 +250,55 @@ def test_the_first_pass_is_the_scoring_pass_and_updates_alike(tiny_model_dir, ti
     assert any(not torch.equal(p, q) for p, q in zip(start, plain_weights, strict=True))
     for p, q in zip(plain_weights, fused_weights, strict=True):
         torch.testing.assert_close(p, q, rtol=1e-4, atol=1e-5)
+
+
+def test_under_bf16_autocast_every_epoch_reads_the_weights_the_last_step_wrote(
+    tiny_model_dir, tiny_lm
+) -> None:
+    """A step runs inside one autocast, which caches the bf16 copy of every trainable weight
+    it casts: after an optimizer step that copy is stale. It was read: every epoch after the
+    first ran the linear layers on the step's first weights. The update must compute what it
+    computes with no cache at all."""
+    from accelerate import Accelerator
+
+    from icegrt_cli.config import ModelConfig
+    from icegrt_cli.models import load_causal_lm
+
+    _, tokenizer = tiny_lm
+    rows = [tokenizer("the cat").input_ids, tokenizer("is the red dog blue").input_ids] * 3
+    results = []
+    for cache in (True, False):  # the step driver's autocast caches
+        context = torch.autocast("cpu", dtype=torch.bfloat16, cache_enabled=cache)
+        cfg = ModelConfig(name_or_path=str(tiny_model_dir))
+        actor = load_causal_lm(tiny_model_dir, cfg, tokenizer)
+        torch.manual_seed(1)
+        with context:
+            seq = sample(actor, tokenizer, rows, RolloutConfig(max_new_tokens=8))
+            old, _ = logprobs_in_chunks(actor, seq, 1.0, chunk=6)
+            exp, _ = build_experience(
+                seq,
+                old,
+                old,
+                torch.zeros_like(old),
+                torch.arange(6.0),
+                0.0,
+                KLConfig(),
+                PPOAlgoConfig(),
+            )
+            optimizer = torch.optim.SGD(actor.parameters(), lr=1.0)
+            figures = ppo_update(
+                exp,
+                Learner(actor, optimizer, _NoSchedule(), 0.0),
+                None,
+                ppo=PPOAlgoConfig(minibatch_size=6, epochs=3),
+                kl_cfg=KLConfig(),
+                temperature=1.0,
+                update_actor=True,
+                accelerator=Accelerator(cpu=True),
+                generator=torch.Generator().manual_seed(0),
+                step=1,
+            )
+        results.append((figures, actor.model.layers[0].self_attn.q_proj.weight.detach()))
+    (cached, cached_weight), (uncached, uncached_weight) = results
+    assert cached["ppo/approx_kl"] == pytest.approx(uncached["ppo/approx_kl"], rel=1e-3)
+    torch.testing.assert_close(cached_weight, uncached_weight)

@@ -67,6 +67,9 @@ def _step(learner: Learner, loss: torch.Tensor, accelerator: Any) -> None:
     if learner.max_grad_norm > 0:
         accelerator.clip_grad_norm_(learner.model.parameters(), learner.max_grad_norm)
     learner.optimizer.step()
+    # The step runs inside one autocast, which keeps the bf16 copy of each trainable weight it
+    # cast; those copies are stale now, and the next epoch must read the weights just written.
+    torch.clear_autocast_cache()
     learner.scheduler.step()
     learner.optimizer.zero_grad(set_to_none=True)
 
