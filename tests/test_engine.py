@@ -185,3 +185,19 @@ def test_a_preset_is_rebuilt_when_its_settings_change(tmp_path: Path) -> None:
     wider = ModelConfig(hidden_size=48, num_layers=1, num_heads=2, intermediate_size=64)
     materialize(wider, tmp_path / "init", seed=0)
     assert json.loads((folder / "config.json").read_text())["hidden_size"] == 48
+
+
+def test_short_bf16_training_passes_on_cpu_use_the_math_attention_kernel() -> None:
+    from icegrt_cli.engine.attention import SHORT_ON_CPU, training_attention
+
+    cpu = torch.device("cpu")
+
+    def flash_allowed(width: int, bf16: bool) -> bool:
+        autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16)
+        with autocast, training_attention(cpu, width):
+            return torch.backends.cuda.flash_sdp_enabled()
+
+    assert not flash_allowed(SHORT_ON_CPU, bf16=True)
+    assert flash_allowed(SHORT_ON_CPU + 1, bf16=True)
+    assert flash_allowed(SHORT_ON_CPU, bf16=False)
+    assert torch.backends.cuda.flash_sdp_enabled()  # restored on the way out

@@ -26,6 +26,7 @@ from icegrt_cli.config import GROUP_ESTIMATORS, KLConfig, needs_critic, resolve_
 from icegrt_cli.data.loading import require_text
 from icegrt_cli.data.splits import load_splits
 from icegrt_cli.engine import save_run_config, setup_runtime
+from icegrt_cli.engine.attention import training_attention
 from icegrt_cli.engine.driver import Cadence, Saved, StepDriver, StepFigures
 from icegrt_cli.engine.engines import check_engine_settings, whole_parameters
 from icegrt_cli.engine.loop import global_batches
@@ -360,7 +361,8 @@ class PPOJob:
         first = None
         if cfg.ppo.minibatch_size >= len(seq):
             model.train()
-            first = first_pass(self.actor, self.critic, seq, update_actor)
+            with training_attention(rt.device, seq.width):
+                first = first_pass(self.actor, self.critic, seq, update_actor)
             laps.lap("first_pass")
         if first is not None and first.logits is not None:
             old_logp = logprobs_from_logits(first.logits.detach(), seq.response_ids, temperature)
@@ -421,20 +423,21 @@ class PPOJob:
 
         # (5) Update actor (after the critic warm-up) and critic.
         model.train()
-        update = ppo_update(
-            exp,
-            self.actor,
-            self.critic,
-            ppo=cfg.ppo,
-            kl_cfg=self.kl_cfg,
-            temperature=temperature,
-            update_actor=update_actor,
-            accelerator=rt.accelerator,
-            generator=self.generator,
-            step=step + 1,
-            ptx_loss=self.ptx_loss,
-            first=first,
-        )
+        with training_attention(rt.device, seq.width):
+            update = ppo_update(
+                exp,
+                self.actor,
+                self.critic,
+                ppo=cfg.ppo,
+                kl_cfg=self.kl_cfg,
+                temperature=temperature,
+                update_actor=update_actor,
+                accelerator=rt.accelerator,
+                generator=self.generator,
+                step=step + 1,
+                ptx_loss=self.ptx_loss,
+                first=first,
+            )
 
         # (6) Adapt beta to the observed per-sequence KL.
         mask = seq.response_mask
