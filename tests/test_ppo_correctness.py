@@ -94,6 +94,23 @@ def test_samples_come_from_the_scored_distribution_whatever_the_checkpoint_says(
     assert model.generation_config.temperature == 0.6  # and they are left as they were
 
 
+def test_under_bf16_rounding_stays_below_the_warning_and_a_cut_does_not(
+    chat_model_dir: Path,
+) -> None:
+    """bf16 rounding alone made every bf16 run warn that its samples were biased."""
+    from icegrt_cli.ppo.setup import GAP_TOLERANCE
+
+    model, tokenizer = _load(chat_model_dir)
+    gaps = []
+    for top_k in (0, 3):
+        torch.manual_seed(0)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            cfg = RolloutConfig(max_new_tokens=12, top_k=top_k)
+            gaps.append(sampler_scorer_gap(model, tokenizer, _rows(tokenizer), cfg))
+    rounding, cut = gaps
+    assert GAP_TOLERANCE["fp32"] < rounding < GAP_TOLERANCE["bf16"] < cut
+
+
 def test_greedy_generation_is_greedy_on_a_checkpoint_that_samples(chat_model_dir: Path) -> None:
     model, tokenizer = _load(chat_model_dir)
     rows = _rows(tokenizer)
