@@ -197,15 +197,17 @@ def report(label: str, runs: list[dict[str, Any]]) -> None:
     )
     if "split_s" not in runs[0]:
         return
-    loop = statistics.median(r["loop_s"] for r in runs)
+    # The split of the median run: parts of one run add up to its loop.
+    middle = sorted(runs, key=lambda r: r["episodes_per_s"])[len(runs) // 2]
+    loop = middle["loop_s"]
     print(
-        f"  loop {loop:.1f} s; generation {spread([r['generation_tokens_per_s'] for r in runs], 0)}"
-        f" tokens/s, mean response {runs[0]['mean_response_tokens']:.1f} tokens"
+        f"  median run: loop {loop:.1f} s; generation {middle['generation_tokens_per_s']:.0f}"
+        f" tokens/s, mean response {middle['mean_response_tokens']:.1f} tokens"
     )
     for part in SPLIT:
-        seconds = statistics.median(r["split_s"][part] for r in runs)
+        seconds = middle["split_s"][part]
         print(f"  {part:22s} {seconds:7.2f} s  {100 * seconds / loop:5.1f}%")
-    rest = loop - sum(statistics.median(r["split_s"][p] for r in runs) for p in SPLIT)
+    rest = loop - sum(middle["split_s"].values())
     print(f"  {'other (shaping, GAE)':22s} {rest:7.2f} s  {100 * rest / loop:5.1f}%")
 
 
