@@ -20,7 +20,7 @@ from typing import Any
 import torch
 from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
 
-from icegrt_cli.atomic import writing_folder
+from icegrt_cli.atomic import remove_folder, writing_folder
 from icegrt_cli.config import PeftConfig
 from icegrt_cli.errors import ConfigError
 
@@ -98,8 +98,10 @@ def trainable_parameters(model: torch.nn.Module) -> tuple[int, int]:
 
 def merged(model: torch.nn.Module, adapter_dir: Path) -> torch.nn.Module:
     """The plain model with its adapters merged in, the adapter itself saved to `adapter_dir`
-    first (atomically); a model without adapters comes back as it is."""
+    first (atomically); a model without adapters comes back as it is, and an adapter an
+    earlier run left in `adapter_dir` goes: it does not belong to this model."""
     if not is_adapted(model):
+        remove_folder(adapter_dir)
         return model
     for settings in model.peft_config.values():  # so the base is found from any folder
         base = settings.base_model_name_or_path

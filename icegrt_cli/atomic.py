@@ -30,3 +30,22 @@ def writing_folder(final: Path) -> Iterator[Path]:
         final.rename(old)
     tmp.rename(final)
     shutil.rmtree(old, ignore_errors=True)
+
+
+def write_text_atomically(path: Path, text: str) -> None:
+    """Write a file whole: a reader (or a run killed mid-write) sees the old file or the new."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    with writing(path):
+        tmp.write_text(text, encoding="utf-8")
+        tmp.replace(path)
+
+
+def remove_folder(path: Path) -> None:
+    """Remove an earlier run's output folder that this run does not write, renamed aside first
+    so a reader never sees it half deleted."""
+    if not path.exists():
+        return
+    aside = path.with_name(f".{path.name}.old")
+    shutil.rmtree(aside, ignore_errors=True)
+    path.rename(aside)
+    shutil.rmtree(aside, ignore_errors=True)

@@ -292,13 +292,18 @@ def test_ctrl_c_finishes_the_step_saves_it_and_resumes_exactly(run_dir: Path) ->
 
 def test_grpo_runs_without_a_critic_and_resumes_exactly(run_dir: Path) -> None:
     grpo = ("advantage=grpo", "rollout.n=2", "rollout.batch_size=2", "train.eval_every=4")
+    out = run_dir / "runs" / "grpo_whole" / "ppo"
+    _copy_run(run_dir, "grpo_whole")
+    for stale in ("critic", "critic_adapter", "adapter"):  # an earlier run's, with LoRA
+        (out / stale).mkdir(parents=True)
+        (out / stale / "model.safetensors").write_text("an earlier run's weights")
     _ppo(run_dir, "grpo_whole", *grpo)
+    assert not [p.name for p in out.iterdir() if "adapter" in p.name or "critic" in p.name]
     _ppo(run_dir, "grpo_parts", *grpo, "train.stop_after=2")
     checkpoint = next((run_dir / "runs" / "grpo_parts" / "ppo" / "checkpoints").iterdir())
     assert not [p.name for p in checkpoint.rglob("*critic*")]
     _ppo(run_dir, "grpo_parts", *grpo, "run.resume=latest")
-    out = run_dir / "runs" / "grpo_whole" / "ppo"
-    assert (out / "model").is_dir() and not (out / "critic").exists()
+    assert (out / "model").is_dir()
     summary = json.loads((out / "summary.json").read_text())
     assert summary["critic"] is False and set(summary["trainable_parameters"]) == {"actor"}
     assert summary["episodes_per_step"] == 4

@@ -15,7 +15,9 @@ under bf16 autocast."""
 
 @contextmanager
 def training_attention(device: torch.device, width: int) -> Iterator[None]:
-    """Forward + backward passes over rows of `width` tokens.
+    """The kernel for the passes of a training step over rows of up to `width` tokens. A PPO
+    step samples, scores and updates under one kernel, so the update re-scores what the
+    scoring pass scored up to rounding, as the ratio needs.
 
     On a CPU under bf16 autocast, the flash kernel's backward pass over short rows costs about
     three times the plain (math) kernel's, a fifth of a whole training pass of the benchmark

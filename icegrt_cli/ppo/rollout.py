@@ -34,11 +34,6 @@ class Sequences:
     def __len__(self) -> int:
         return self.response_ids.shape[0]
 
-    @property
-    def width(self) -> int:
-        """Columns of the joined prompt + response."""
-        return self.prompt_ids.shape[1] + self.response_ids.shape[1]
-
     def inputs(
         self, rows: slice | torch.Tensor = slice(None), scored: bool = False
     ) -> dict[str, torch.Tensor]:

@@ -22,6 +22,7 @@ from omegaconf import DictConfig
 from rich.table import Table
 
 from icegrt_cli.adapters import ADAPTER_DIR, FrozenModel, merged
+from icegrt_cli.atomic import remove_folder
 from icegrt_cli.config import GROUP_ESTIMATORS, KLConfig, needs_critic, resolve_kl
 from icegrt_cli.data.loading import require_text
 from icegrt_cli.data.splits import load_splits
@@ -264,6 +265,9 @@ def run(cfg: DictConfig, out_dir: Path, run_root: Path | None) -> dict[str, Any]
             critic_model = rt.accelerator.unwrap_model(job.critic.model)
             critic = merged(critic_model, out_dir / "critic_adapter")
             save_model_folder(critic, tokenizer, out_dir / "critic", critic_weights)
+        else:  # a forced rerun without a critic: an earlier run's is not this actor's
+            for stale in ("critic", "critic_adapter"):
+                remove_folder(out_dir / stale)
         summary["seconds"] = round(time.perf_counter() - started, 1)
         write_summary(out_dir, summary)
         rt.print(_before_after_table(job.before, done.last_eval))
@@ -334,15 +338,25 @@ class PPOJob:
         return self.rt.accelerator.unwrap_model(self.actor.model)
 
     def step(self, step: int) -> StepFigures:
+        """Sample, score and update on this process's rows of the step's global batch, every
+        pass with one attention kernel: the update re-scores what scoring scored."""
+        cfg = self.cfg
+        global_size = cfg.rollout.batch_size * self.rt.world_size
+        epoch, position = divmod(step, len(self.records) // global_size)
+        ids = global_batches(len(self.records), global_size, epoch, cfg.run.seed)[position]
+        mine = group_rows(ids, self.rt.rank, self.rt.world_size, cfg.rollout.n)
+        rows = [self.prompt_rows[i] for i in mine]
+        width = max(map(len, rows)) + cfg.rollout.max_new_tokens
+        with training_attention(self.rt.device, width):
+            return self._step(step, [self.records[i] for i in mine], rows)
+
+    def _step(
+        self, step: int, batch_records: list[dict[str, Any]], rows: list[list[int]]
+    ) -> StepFigures:
         rt, cfg = self.rt, self.cfg
         t0 = time.perf_counter()
         global_size = cfg.rollout.batch_size * rt.world_size
-        epoch, position = divmod(step, len(self.records) // global_size)
-        ids = global_batches(len(self.records), global_size, epoch, cfg.run.seed)[position]
         n = cfg.rollout.n
-        mine = group_rows(ids, rt.rank, rt.world_size, n)
-        batch_records = [self.records[i] for i in mine]
-        rows = [self.prompt_rows[i] for i in mine]
 
         # (1) Sample.
         laps = Laps()
@@ -361,8 +375,7 @@ class PPOJob:
         first = None
         if cfg.ppo.minibatch_size >= len(seq):
             model.train()
-            with training_attention(rt.device, seq.width):
-                first = first_pass(self.actor, self.critic, seq, update_actor)
+            first = first_pass(self.actor, self.critic, seq, update_actor)
             laps.lap("first_pass")
         if first is not None and first.logits is not None:
             old_logp = logprobs_from_logits(first.logits.detach(), seq.response_ids, temperature)
@@ -423,21 +436,20 @@ class PPOJob:
 
         # (5) Update actor (after the critic warm-up) and critic.
         model.train()
-        with training_attention(rt.device, seq.width):
-            update = ppo_update(
-                exp,
-                self.actor,
-                self.critic,
-                ppo=cfg.ppo,
-                kl_cfg=self.kl_cfg,
-                temperature=temperature,
-                update_actor=update_actor,
-                accelerator=rt.accelerator,
-                generator=self.generator,
-                step=step + 1,
-                ptx_loss=self.ptx_loss,
-                first=first,
-            )
+        update = ppo_update(
+            exp,
+            self.actor,
+            self.critic,
+            ppo=cfg.ppo,
+            kl_cfg=self.kl_cfg,
+            temperature=temperature,
+            update_actor=update_actor,
+            accelerator=rt.accelerator,
+            generator=self.generator,
+            step=step + 1,
+            ptx_loss=self.ptx_loss,
+            first=first,
+        )
 
         # (6) Adapt beta to the observed per-sequence KL.
         mask = seq.response_mask
