@@ -201,3 +201,32 @@ def test_short_bf16_training_passes_on_cpu_use_the_math_attention_kernel() -> No
     assert flash_allowed(SHORT_ON_CPU + 1, bf16=True)
     assert flash_allowed(SHORT_ON_CPU, bf16=False)
     assert torch.backends.cuda.flash_sdp_enabled()  # restored on the way out
+
+
+def test_results_and_summary_keep_their_old_text_when_the_disk_fills(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """summary.json and results.json were rewritten in place: a full disk left half a file,
+    and the finished run's results were gone."""
+    import errno
+    import json
+
+    from icegrt_cli.errors import OutOfResources
+    from icegrt_cli.eval.report import write_results
+    from icegrt_cli.stages.common import write_summary
+
+    write_results(tmp_path, {"old": 1})
+    write_summary(tmp_path, {"old": 1})
+    real = Path.write_text
+
+    def disk_fills(self: Path, text: str, *args: object, **kwargs: object) -> int:
+        real(self, text[:3], *args, **kwargs)
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(Path, "write_text", disk_fills)
+    for write, name in ((write_results, "results.json"), (write_summary, "summary.json")):
+        with pytest.raises(OutOfResources, match=name):
+            write(tmp_path, {"new": 2})
+    monkeypatch.undo()
+    for name in ("results.json", "summary.json"):
+        assert json.loads((tmp_path / name).read_text()) == {"old": 1}

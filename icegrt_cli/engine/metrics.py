@@ -8,6 +8,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from icegrt_cli.atomic import write_text_atomically
+
 
 class MetricsLogger:
     """Append `{"step": N, "<namespace>/<name>": value, ...}` records to metrics.jsonl.
@@ -46,7 +48,7 @@ class MetricsLogger:
         for number in torn:
             warn(f"{self.path}:{number}: skipped a torn line (a run killed while writing it)")
         kept = [json.dumps(r) for r in records if r.get("step", 0) <= step]
-        self.path.write_text("".join(line + "\n" for line in kept))
+        write_text_atomically(self.path, "".join(line + "\n" for line in kept))
 
     def log(self, step: int, metrics: dict[str, Any]) -> None:
         if not self.enabled:

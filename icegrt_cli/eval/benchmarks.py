@@ -13,6 +13,7 @@ import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from icegrt_cli.atomic import write_text_atomically
 from icegrt_cli.cache import cache_dir
 from icegrt_cli.config import TaskConfig
 from icegrt_cli.errors import DataError
@@ -49,9 +50,7 @@ class Manifest:
 
     def write(self, folder: Path) -> Path:
         path = folder / MANIFEST
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(asdict(self), indent=2) + "\n", encoding="utf-8")
-        tmp.replace(path)
+        write_text_atomically(path, json.dumps(asdict(self), indent=2) + "\n")
         return path
 
 

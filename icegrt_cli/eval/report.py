@@ -14,6 +14,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from rich.text import Text
 
+from icegrt_cli.atomic import write_text_atomically
 from icegrt_cli.eval.loglik import Progress as ProgressCallback
 from icegrt_cli.eval.metrics import LOWER_IS_BETTER
 from icegrt_cli.eval.runner import TaskRun
@@ -123,7 +124,7 @@ def comparison_table(results: dict[str, Any]) -> Table:
 
 def write_results(out_dir: Path, results: dict[str, Any]) -> Path:
     path = out_dir / "results.json"
-    path.write_text(json.dumps(results, indent=2, ensure_ascii=False))
+    write_text_atomically(path, json.dumps(results, indent=2, ensure_ascii=False))
     return path
 
 

@@ -8,7 +8,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from icegrt_cli.atomic import writing_folder
+from icegrt_cli.atomic import write_text_atomically, writing_folder
 from icegrt_cli.engine.engines import SHARDED_PARAMETERS, full_state_dict
 from icegrt_cli.engine.runtime import Runtime, setup_runtime
 from icegrt_cli.errors import ConfigError
@@ -60,7 +60,7 @@ def gathered_weights(rt: Any, model: Any) -> dict[str, Any] | None:
 
 def write_summary(out_dir: Path, summary: dict[str, Any]) -> None:
     """Marks the stage complete; the pipeline skips stages that have one."""
-    (out_dir / SUMMARY).write_text(json.dumps(summary, indent=2))
+    write_text_atomically(out_dir / SUMMARY, json.dumps(summary, indent=2))
 
 
 def is_complete(out_dir: Path) -> bool:
