@@ -110,7 +110,6 @@ def _tok(path):
 
 def test_at_zero_learning_rate_ratio_is_one_and_kl_zero(tiny_model_dir, tiny_lm) -> None:
     """PAPER.md pitfall: the rollout pass and the loss pass must score identically."""
-    from accelerate import Accelerator
 
     from icegrt_cli.config import ModelConfig
     from icegrt_cli.models import load_causal_lm
@@ -134,21 +133,31 @@ def test_at_zero_learning_rate_ratio_is_one_and_kl_zero(tiny_model_dir, tiny_lm)
         Learner(m, torch.optim.SGD(m.parameters(), lr=0.0), _NoSchedule(), 0.0)
         for m in (actor, critic)
     ]
-    figures = ppo_update(
+    figures = _update(exp, zero[0], zero[1], minibatch_size=4, epochs=2)
+    assert figures["ppo/ratio"] == pytest.approx(1.0, abs=1e-6)
+    assert figures["ppo/approx_kl"] == pytest.approx(0.0, abs=1e-7)
+    assert figures["ppo/clipfrac"] == 0.0
+
+
+def _update(
+    exp, actor: Learner, critic: Learner | None, *, minibatch_size: int, epochs: int, first=None
+) -> dict[str, float]:
+    """One PPO update at the settings these tests share (temperature 1, default KL, step 1)."""
+    from accelerate import Accelerator
+
+    return ppo_update(
         exp,
-        zero[0],
-        zero[1],
-        ppo=PPOAlgoConfig(minibatch_size=4, epochs=2),
+        actor,
+        critic,
+        ppo=PPOAlgoConfig(minibatch_size=minibatch_size, epochs=epochs),
         kl_cfg=KLConfig(),
         temperature=1.0,
         update_actor=True,
         accelerator=Accelerator(cpu=True),
         generator=torch.Generator().manual_seed(0),
         step=1,
+        first=first,
     )
-    assert figures["ppo/ratio"] == pytest.approx(1.0, abs=1e-6)
-    assert figures["ppo/approx_kl"] == pytest.approx(0.0, abs=1e-7)
-    assert figures["ppo/clipfrac"] == 0.0
 
 
 class _NoSchedule:
@@ -196,7 +205,6 @@ def test_a_minibatch_is_trimmed_to_its_own_rows_and_scores_as_in_the_batch(tiny_
 def test_the_first_pass_is_the_scoring_pass_and_updates_alike(tiny_model_dir, tiny_lm) -> None:
     """One minibatch per epoch: taking old log-probs and values from the update's first forward
     passes gives the numbers the no-grad scoring passes give, and the same update."""
-    from accelerate import Accelerator
 
     from icegrt_cli.config import ModelConfig
     from icegrt_cli.models import load_causal_lm, load_scalar_model
@@ -230,18 +238,7 @@ def test_the_first_pass_is_the_scoring_pass_and_updates_alike(tiny_model_dir, ti
         exp, _ = build_experience(
             seq, old, old - 0.1, values, torch.arange(6.0), 0.1, KLConfig(), PPOAlgoConfig()
         )
-        figures = ppo_update(
-            exp,
-            *learners,
-            ppo=PPOAlgoConfig(minibatch_size=6, epochs=2),
-            kl_cfg=KLConfig(),
-            temperature=1.0,
-            update_actor=True,
-            accelerator=Accelerator(cpu=True),
-            generator=torch.Generator().manual_seed(0),
-            step=1,
-            first=first,
-        )
+        figures = _update(exp, *learners, minibatch_size=6, epochs=2, first=first)
         results.append((figures, [p.detach().clone() for p in actor.parameters()]))
     (plain, plain_weights), (fused_figures, fused_weights) = results
     assert plain["ppo/policy_loss"] == pytest.approx(fused_figures["ppo/policy_loss"], abs=1e-5)
@@ -259,7 +256,6 @@ def test_under_bf16_autocast_every_epoch_reads_the_weights_the_last_step_wrote(
     it casts: after an optimizer step that copy is stale. It was read: every epoch after the
     first ran the linear layers on the step's first weights. The update must compute what it
     computes with no cache at all."""
-    from accelerate import Accelerator
 
     from icegrt_cli.config import ModelConfig
     from icegrt_cli.models import load_causal_lm
@@ -286,17 +282,8 @@ def test_under_bf16_autocast_every_epoch_reads_the_weights_the_last_step_wrote(
                 PPOAlgoConfig(),
             )
             optimizer = torch.optim.SGD(actor.parameters(), lr=1.0)
-            figures = ppo_update(
-                exp,
-                Learner(actor, optimizer, _NoSchedule(), 0.0),
-                None,
-                ppo=PPOAlgoConfig(minibatch_size=6, epochs=3),
-                kl_cfg=KLConfig(),
-                temperature=1.0,
-                update_actor=True,
-                accelerator=Accelerator(cpu=True),
-                generator=torch.Generator().manual_seed(0),
-                step=1,
+            figures = _update(
+                exp, Learner(actor, optimizer, _NoSchedule(), 0.0), None, minibatch_size=6, epochs=3
             )
         results.append((figures, actor.model.layers[0].self_attn.q_proj.weight.detach()))
     (cached, cached_weight), (uncached, uncached_weight) = results
