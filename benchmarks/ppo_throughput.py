@@ -11,6 +11,7 @@ the operating system. Prints the median of `--runs` runs with their min-max.
 
     python benchmarks/ppo_throughput.py [--runs 3] [--precision fp32|bf16] [--batch 16]
         [--response-tokens 48] [--hidden 256 --layers 6 --heads 8 --intermediate 1024]
+        [icegrt overrides ...]
 """
 
 from __future__ import annotations
@@ -159,6 +160,7 @@ def run_icegrt(root: Path, args: argparse.Namespace, index: int) -> dict[str, An
         "train.eval_every=0",
         "train.save_every=0",
         "train.sample_every=0",
+        *getattr(args, "overrides", []),
     ]
     env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS=str(args.threads))
     wall, rss, _ = run_measured(command, env)
@@ -214,6 +216,9 @@ def report(label: str, runs: list[dict[str, Any]]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     workload_args(parser)
+    parser.add_argument(
+        "overrides", nargs="*", help="more icegrt overrides, e.g. ppo.shared_backbone=true"
+    )
     args = parser.parse_args()
     root = build_workload(args)
     runs = [run_icegrt(root, args, i) for i in range(args.runs)]

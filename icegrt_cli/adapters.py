@@ -69,9 +69,11 @@ def is_adapted(model: torch.nn.Module) -> bool:
 
 
 def transformers_model(model: torch.nn.Module) -> torch.nn.Module:
-    """The transformers model inside DDP (`.module`) and PEFT wrappers; its LoRA layers stay in
-    place, so calling its parts still applies the adapters."""
+    """The transformers model inside DDP (`.module`), value-head and PEFT wrappers; its LoRA
+    layers stay in place, so calling its parts still applies the adapters."""
     model = getattr(model, "module", model)
+    if getattr(model, "wraps_policy", False):  # ppo.shared_backbone's value-head wrapper
+        model = model.policy
     return model.get_base_model() if is_adapted(model) else model
 
 

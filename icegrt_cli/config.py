@@ -384,6 +384,15 @@ class PPOAlgoConfig:
     (advantage=gae only; the critic_* settings mean nothing without a critic)."""
     critic_init: str = one_of("reward_model", "policy")
     """reward_model | policy: where the critic's backbone starts."""
+    shared_backbone: bool = False
+    """GAE's values from a value head on the actor's own last hidden states instead of a
+    separate critic: one model, one optimizer and one forward + backward per minibatch (half
+    the update's passes, one model fewer in memory). Off by default: policy and value losses
+    then pull on one backbone, and the values do not start from the reward model's features.
+    critic_init, critic_lr and critic_warmup_steps do not apply."""
+    value_coef: float = 0.1
+    """Weight of the value loss in the shared model's loss (ppo.shared_backbone only: a separate
+    critic has its own Adam, which is invariant to its loss's scale)."""
     ptx_coef: float = 0.2
     """PPO-ptx: weight of the language-model loss on `ptx_data` added to the actor loss. On by
     default: in the demo's factor study it doubled the gain on unseen ads over plain PPO
@@ -420,6 +429,11 @@ GROUP_ESTIMATORS = ("grpo", "dr_grpo", "rloo")
 def needs_critic(estimator: str) -> bool:
     """Only GAE learns a value function; every other estimator runs without a critic."""
     return estimator == "gae"
+
+
+def separate_critic(cfg: Any) -> bool:
+    """Whether PPO loads a critic model of its own: GAE without ppo.shared_backbone."""
+    return needs_critic(cfg.advantage.estimator) and not cfg.ppo.shared_backbone
 
 
 def resolve_kl(kl: Any, estimator: str) -> KLConfig:

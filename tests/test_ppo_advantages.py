@@ -226,6 +226,17 @@ def test_group_estimators_refuse_one_response_per_prompt_and_critic_settings() -
         check(_settings(**{"rollout.n": 0}))
 
 
+def test_a_shared_backbone_needs_values_to_learn_and_no_warm_up() -> None:
+    shared = {"ppo.shared_backbone": True}
+    check(_settings(**shared))
+    with pytest.raises(ConfigError, match="ppo.shared_backbone=true with advantage=grpo"):
+        check(_settings(**shared, **{"advantage.estimator": "grpo", "rollout.n": 2}))
+    with pytest.raises(ConfigError, match="warming the value head up"):
+        check(_settings(**shared, **{"ppo.critic_warmup_steps": 2}))
+    with pytest.raises(ConfigError, match="engine=fsdp"):
+        check(_settings(**shared, **{"engine.kind": "fsdp"}))
+
+
 def test_groups_are_adjacent_and_whole_on_each_process() -> None:
     ids = [5, 6, 7, 8]
     assert group_rows(ids, 0, 1, 2) == [5, 5, 6, 6, 7, 7, 8, 8]

@@ -140,7 +140,14 @@ def test_at_zero_learning_rate_ratio_is_one_and_kl_zero(tiny_model_dir, tiny_lm)
 
 
 def _update(
-    exp, actor: Learner, critic: Learner | None, *, minibatch_size: int, epochs: int, first=None
+    exp,
+    actor: Learner,
+    critic: Learner | None,
+    *,
+    minibatch_size: int,
+    epochs: int,
+    first=None,
+    value_coef: float | None = None,
 ) -> dict[str, float]:
     """One PPO update at the settings these tests share (temperature 1, default KL, step 1)."""
     from accelerate import Accelerator
@@ -157,6 +164,7 @@ def _update(
         generator=torch.Generator().manual_seed(0),
         step=1,
         first=first,
+        value_coef=value_coef,
     )
 
 
@@ -289,3 +297,55 @@ def test_under_bf16_autocast_every_epoch_reads_the_weights_the_last_step_wrote(
     (cached, cached_weight), (uncached, uncached_weight) = results
     assert cached["ppo/approx_kl"] == pytest.approx(uncached["ppo/approx_kl"], rel=1e-3)
     torch.testing.assert_close(cached_weight, uncached_weight)
+
+
+def test_the_shared_value_head_reads_what_the_lm_head_reads_and_learns(
+    tiny_model_dir, tiny_lm
+) -> None:
+    from icegrt_cli.config import ModelConfig
+    from icegrt_cli.models import load_causal_lm
+    from icegrt_cli.ppo.rollout import logits_and_values, response_logits
+    from icegrt_cli.ppo.update import first_pass
+    from icegrt_cli.ppo.value_head import PolicyWithValueHead
+
+    _, tokenizer = tiny_lm
+    policy = load_causal_lm(
+        tiny_model_dir, ModelConfig(name_or_path=str(tiny_model_dir)), tokenizer
+    )
+    shared = PolicyWithValueHead(policy)
+    rows = [tokenizer("the cat").input_ids, tokenizer("is the red dog blue").input_ids] * 3
+    torch.manual_seed(1)
+    seq = sample(policy, tokenizer, rows, RolloutConfig(max_new_tokens=8))
+    logits, values = logits_and_values(shared, seq)
+    torch.testing.assert_close(logits, response_logits(policy, seq))
+    assert torch.count_nonzero(values) == 0  # the head starts at zero
+    torch.nn.init.normal_(shared.value_head.weight)
+    _, values = logits_and_values(shared, seq)
+    t = seq.response_ids.shape[1]
+    hidden = policy.model(**seq.inputs(scored=True)).last_hidden_state[:, -t:]
+    torch.testing.assert_close(values, shared.value_head(hidden).squeeze(-1))
+
+    # One loss, one optimizer: the value head fits the returns while the policy updates.
+    old = logprobs_from_logits(logits.detach(), seq.response_ids)
+    start = [p.detach().clone() for p in policy.parameters()]
+    optimizer = torch.optim.Adam(shared.parameters(), lr=1e-2)
+    learner = Learner(shared, optimizer, _NoSchedule(), 1.0)
+    losses = []
+    for _ in range(3):
+        first = first_pass(learner, None, seq, update_actor=True, shared=True)
+        exp, _ = build_experience(
+            seq,
+            old,
+            old,
+            first.values.detach(),
+            torch.arange(6.0),
+            0.0,
+            KLConfig(),
+            PPOAlgoConfig(),
+        )
+        figures = _update(
+            exp, learner, None, minibatch_size=6, epochs=2, first=first, value_coef=1.0
+        )
+        losses.append(figures["ppo/value_loss"])
+    assert losses[-1] < losses[0]
+    assert any(not torch.equal(p, q) for p, q in zip(policy.parameters(), start, strict=True))

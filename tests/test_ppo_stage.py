@@ -322,3 +322,15 @@ def test_grpo_runs_without_a_critic_and_resumes_exactly(run_dir: Path) -> None:
     for a, b in zip(whole, parts, strict=True):
         for key in ("rollout/score_raw", "kl/ref", "ppo/policy_loss", "adv/group_reward_std"):
             assert a[key] == pytest.approx(b[key], rel=1e-4, abs=1e-6), (a["step"], key)
+
+
+def test_a_value_head_on_the_actor_replaces_the_critic(run_dir: Path) -> None:
+    _ppo(run_dir, "shared", "ppo.shared_backbone=true", "ppo.steps=2")
+    out = run_dir / "runs" / "shared" / "ppo"
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["value_head_on_actor"] is True and summary["critic"] is False
+    assert set(summary["trainable_parameters"]) == {"actor"}
+    assert (out / "value_head.safetensors").is_file() and not (out / "critic").exists()
+    AutoModelForCausalLM.from_pretrained(out / "model")  # a plain causal LM folder
+    steps = [r for r in read_metrics(out / "metrics.jsonl") if "ppo/value_loss" in r]
+    assert len(steps) == 2 and all(r["ppo/value_loss"] > 0 for r in steps)

@@ -22,7 +22,7 @@ from hydra import compose, initialize_config_dir
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, OmegaConf
 
-from icegrt_cli.config import needs_critic
+from icegrt_cli.config import separate_critic
 from icegrt_cli.errors import ConfigError
 from icegrt_cli.launch import conf_dir, flags_first, name_groups, register_resolvers, validate
 from icegrt_cli.models import context_length
@@ -258,7 +258,7 @@ def _plan_ppo(
     policy_cfg = resolve_model(cfg.policy, run_root, "policy")
     rm_cfg = resolve_model(cfg.reward_model, run_root, "reward_model")
     lora = cfg.peft.kind == "lora"
-    has_critic = needs_critic(cfg.advantage.estimator)
+    has_critic = separate_critic(cfg)
     critic_from_rm = cfg.ppo.critic_init == "reward_model"
     actor = _model(policy_cfg, "policy", cfg, False, cfg.peft)
     rm = _model(rm_cfg, "reward_model", cfg, True, NO_PEFT)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import inspect
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from transformers import GenerationConfig, PreTrainedModel, PreTrainedTokenizerBase
@@ -146,10 +147,23 @@ def response_logits(model: torch.nn.Module, seq: Sequences, rows=slice(None)) ->
     The LM head runs on those T positions only (`logits_to_keep`), not on the prompt's; fp32
     for the log-softmax (a no-op in fp32, one copy under bf16 autocast).
     """
+    return _response_outputs(model, seq, rows).logits[:, -seq.response_ids.shape[1] :].float()
+
+
+def logits_and_values(
+    model: torch.nn.Module, seq: Sequences, rows=slice(None)
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Response logits (B, T, V) and values (B, T) of the actor with a value head
+    (ppo.shared_backbone) from one forward pass."""
+    out = _response_outputs(model, seq, rows)
+    t = seq.response_ids.shape[1]
+    return out.logits[:, -t:].float(), out["values"][:, -t:]
+
+
+def _response_outputs(model: torch.nn.Module, seq: Sequences, rows=slice(None)) -> Any:
     t = seq.response_ids.shape[1]
     keep = {"logits_to_keep": t} if _keeps_logits(model) else {}
-    logits = model(**seq.inputs(rows, scored=True), **keep).logits
-    return logits[:, -t:].float()
+    return model(**seq.inputs(rows, scored=True), **keep)
 
 
 def _keeps_logits(model: torch.nn.Module) -> bool:
@@ -189,12 +203,19 @@ def logprobs_in_chunks(
 
 
 @torch.inference_mode()
-def values_in_chunks(critic: torch.nn.Module, seq: Sequences, chunk: int) -> torch.Tensor:
+def values_in_chunks(
+    critic: torch.nn.Module, seq: Sequences, chunk: int, shared: bool = False
+) -> torch.Tensor:
+    """Values (B, T), `chunk` rows per forward pass: of a critic, or (`shared`) of the actor's
+    value head."""
+
+    def values(rows: slice) -> torch.Tensor:
+        return (
+            logits_and_values(critic, seq, rows)[1] if shared else token_values(critic, seq, rows)
+        )
+
     return torch.cat(
-        [
-            token_values(critic, seq, slice(s, s + chunk))
-            for s in range(0, seq.response_ids.shape[0], chunk)
-        ]
+        [values(slice(s, s + chunk)) for s in range(0, seq.response_ids.shape[0], chunk)]
     )
 
 

@@ -12,7 +12,7 @@ import torch
 from omegaconf import DictConfig
 
 from icegrt_cli.adapters import FrozenModel, is_adapted, trainable_parameters, with_adapters
-from icegrt_cli.config import OptimConfig, needs_critic
+from icegrt_cli.config import OptimConfig, separate_critic
 from icegrt_cli.data.collate import LMCollator
 from icegrt_cli.data.formatting import check_sft_record, encode_prompt, encode_sft
 from icegrt_cli.data.limits import length_note, within_limit
@@ -23,6 +23,7 @@ from icegrt_cli.lm import describe_decoding, isolated_seed, lm_loss_sum
 from icegrt_cli.models import load_causal_lm, load_scalar_model
 from icegrt_cli.ppo.rollout import generation_config, sampler_scorer_gap
 from icegrt_cli.ppo.update import Learner
+from icegrt_cli.ppo.value_head import PolicyWithValueHead
 
 
 def _frozen(model: torch.nn.Module) -> FrozenModel:
@@ -54,7 +55,9 @@ class FourModels:
 
     def describe(self) -> str:
         a, a_all = trainable_parameters(self.actor)
-        if self.critic is None:
+        if isinstance(self.actor, PolicyWithValueHead):
+            critic = "values from a head on the actor (ppo.shared_backbone)"
+        elif self.critic is None:
             critic = "no critic (the advantage estimator needs none)"
         else:
             c, c_all = trainable_parameters(self.critic)
@@ -94,7 +97,7 @@ def load_four_models(
             cfg.peft,
             scalar=True,
         )
-        if needs_critic(cfg.advantage.estimator)
+        if separate_critic(cfg)
         else None
     )
     reward_model = (
@@ -102,6 +105,8 @@ def load_four_models(
         if critic is not None and from_rm and is_adapted(critic) and cfg.peft.share_base
         else _frozen(load_scalar_model(rm_path, rm_cfg, rm_tokenizer))
     )
+    if cfg.ppo.shared_backbone:
+        actor = PolicyWithValueHead(actor)
     return FourModels(actor, reference, critic, reward_model)
 
 
@@ -136,7 +141,7 @@ def reward_stats(rm_path: Path | str, normalize: str) -> tuple[float | None, flo
 
 def check_critic_tokenizer(cfg: DictConfig, tokenizer: Any, rm_tokenizer: Any) -> None:
     if (
-        needs_critic(cfg.advantage.estimator)
+        separate_critic(cfg)
         and cfg.ppo.critic_init == "reward_model"
         and tokenizer.get_vocab() != rm_tokenizer.get_vocab()
     ):

@@ -22,7 +22,7 @@ from icegrt_cli.ppo.core import (
     value_loss,
 )
 from icegrt_cli.ppo.experience import Experience
-from icegrt_cli.ppo.rollout import Sequences, response_logits, token_values
+from icegrt_cli.ppo.rollout import Sequences, logits_and_values, response_logits, token_values
 
 
 @dataclass
@@ -49,14 +49,20 @@ class FirstPass:
     logits: torch.Tensor | None
     """(B, T, V) actor response logits, with graph; None when the actor does not train."""
     values: torch.Tensor | None
-    """(B, T) critic values, with graph; None without a critic."""
+    """(B, T) values of the critic or the actor's value head, with graph; None without."""
 
 
 def first_pass(
-    actor: Learner, critic: Learner | None, seq: Sequences, update_actor: bool
+    actor: Learner,
+    critic: Learner | None,
+    seq: Sequences,
+    update_actor: bool,
+    shared: bool = False,
 ) -> FirstPass:
     """Forward actor (when it trains) and critic (if any) over the whole batch, keeping their
-    graphs."""
+    graphs; `shared`: one forward of the actor gives both (ppo.shared_backbone)."""
+    if shared:
+        return FirstPass(*logits_and_values(actor.model, seq))
     logits = response_logits(actor.model, seq) if update_actor else None
     values = None if critic is None else token_values(critic.model, seq)
     return FirstPass(logits, values)
@@ -98,6 +104,7 @@ def ppo_update(
     step: int,
     ptx_loss: PtxLoss | None = None,
     first: FirstPass | None = None,
+    value_coef: float | None = None,
 ) -> dict[str, float]:
     """Run `ppo.epochs` passes of minibatch updates; return each figure averaged over the
     response tokens of all minibatches and all processes, so the figures do not depend on how
@@ -106,7 +113,9 @@ def ppo_update(
     (`config.resolve_kl`): its estimator is the loss's when KL is in it. Without a `critic`
     (the critic-free estimators) only the actor steps. Rows are shuffled across groups:
     advantages are final before the update, so a split group changes nothing. `first`: the
-    first minibatch's forward passes, already run (one minibatch per epoch only)."""
+    first minibatch's forward passes, already run (one minibatch per epoch only). `value_coef`:
+    the actor carries the value head (ppo.shared_backbone), its loss weighted so in the actor's
+    one loss; None: values come from `critic`, if any."""
     sums: dict[str, float] = {}
     tokens = 0.0
     n = exp.seq.response_ids.shape[0]
@@ -124,6 +133,7 @@ def ppo_update(
         given = first if index == 0 else None
         width = mb.seq.response_ids.shape[1]
         figures: dict[str, float] = {}
+        values = given.values[rows, :width] if given and given.values is not None else None
         if update_actor:
             logits = given.logits[rows, :width] if given and given.logits is not None else None
             figures.update(
@@ -138,10 +148,11 @@ def ppo_update(
                     ptx_loss,
                     actor_share,
                     logits,
+                    value_coef,
+                    values,
                 )
             )
         if critic is not None:
-            values = given.values[rows, :width] if given and given.values is not None else None
             figures.update(_critic_step(mb, critic, ppo, accelerator, step, share, values))
         weight = mb.seq.response_mask.sum().item()
         for key, value in figures.items():
@@ -191,9 +202,13 @@ def _actor_step(
     ptx_loss: PtxLoss | None,
     share: float = 1.0,
     logits: torch.Tensor | None = None,
+    value_coef: float | None = None,
+    values: torch.Tensor | None = None,
 ) -> dict[str, float]:
     mask = mb.seq.response_mask
-    if logits is None:
+    if logits is None and value_coef is not None:
+        logits, values = logits_and_values(actor.model, mb.seq)
+    elif logits is None:
         logits = response_logits(actor.model, mb.seq)
     logp = logprobs_from_logits(logits, mb.seq.response_ids, temperature)
     # Without a bonus the entropy is only reported: no graph over (B, T, V) for it.
@@ -209,6 +224,10 @@ def _actor_step(
         kl_loss = token_loss(kl_tokens, mask, mb.loss_horizon)
         loss = loss + mb.loss_beta * kl_loss
         figures["ppo/kl_loss"] = kl_loss.item()
+    if value_coef is not None:  # the value head on the actor's backbone: one loss
+        fit = value_loss(values, mb.values, mb.returns, mask, ppo.value_clip_eps)
+        loss = loss + value_coef * fit.loss
+        figures.update(_value_figures(fit, values, mb))
     loss = loss * share  # the token-averaged terms, averaged over the global minibatch
     if ptx_loss is not None and ppo.ptx_coef > 0:
         lm = ptx_loss(actor.model)  # equal batches on every process: a plain mean
@@ -245,8 +264,14 @@ def _critic_step(
     # No value-loss coefficient: the critic has its own Adam, which is invariant to the scale
     # of its loss, so a coefficient could only ever be a no-op.
     _step(critic, out.loss * share, accelerator)
+    return _value_figures(out, values, mb)
+
+
+def _value_figures(out: Any, values: torch.Tensor, mb: Experience) -> dict[str, float]:
     return {
         "ppo/value_loss": out.loss.item(),
         "ppo/value_clipfrac": out.clipfrac.item(),
-        "ppo/explained_variance": explained_variance(values.detach(), mb.returns, mask).item(),
+        "ppo/explained_variance": explained_variance(
+            values.detach(), mb.returns, mb.seq.response_mask
+        ).item(),
     }

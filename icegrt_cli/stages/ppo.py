@@ -23,7 +23,13 @@ from rich.table import Table
 
 from icegrt_cli.adapters import ADAPTER_DIR, FrozenModel, merged
 from icegrt_cli.atomic import remove_folder
-from icegrt_cli.config import GROUP_ESTIMATORS, KLConfig, needs_critic, resolve_kl
+from icegrt_cli.config import (
+    GROUP_ESTIMATORS,
+    KLConfig,
+    needs_critic,
+    resolve_kl,
+    separate_critic,
+)
 from icegrt_cli.data.loading import require_text
 from icegrt_cli.data.splits import load_splits
 from icegrt_cli.engine import save_run_config, setup_runtime
@@ -62,6 +68,7 @@ from icegrt_cli.ppo.setup import (
     reward_stats,
 )
 from icegrt_cli.ppo.update import Learner, PtxLoss, first_pass, ppo_update
+from icegrt_cli.ppo.value_head import VALUE_HEAD_FILE, policy_of, save_value_head
 from icegrt_cli.reward.scoring import score_sequences
 from icegrt_cli.stages.common import (
     gathered_weights,
@@ -117,11 +124,28 @@ def _check_advantage(cfg: DictConfig) -> None:
             f"ppo.critic_warmup_steps={cfg.ppo.critic_warmup_steps} with advantage={estimator}: "
             "there is no critic to warm up; set it to 0, or use advantage=gae"
         )
+    if cfg.ppo.shared_backbone and not needs_critic(estimator):
+        raise ConfigError(
+            f"ppo.shared_backbone=true with advantage={estimator}: the estimator learns no "
+            "values to share a backbone with; set it to false, or use advantage=gae"
+        )
+    if cfg.ppo.shared_backbone and cfg.engine.kind != "ddp":
+        raise ConfigError(
+            f"ppo.shared_backbone=true with engine={cfg.engine.kind}: the value head on the "
+            "actor runs under engine=ddp only for now (its sharded save is not written yet)"
+        )
+    if cfg.ppo.shared_backbone and cfg.ppo.critic_warmup_steps > 0:
+        raise ConfigError(
+            f"ppo.critic_warmup_steps={cfg.ppo.critic_warmup_steps} with ppo.shared_backbone=true:"
+            " warming the value head up would train the policy's backbone on the value loss "
+            "alone; set it to 0"
+        )
 
 
 def trained_models(cfg: DictConfig) -> int:
-    """The actor, and the critic when the advantage estimator learns one."""
-    return 2 if needs_critic(cfg.advantage.estimator) else 1
+    """The actor, and the critic when the advantage estimator learns one in a model of its
+    own."""
+    return 2 if separate_critic(cfg) else 1
 
 
 def _check_ptx_data(cfg: DictConfig) -> None:
@@ -251,6 +275,7 @@ def run(cfg: DictConfig, out_dir: Path, run_root: Path | None) -> dict[str, Any]
         "peft": cfg.peft.kind,
         "advantage": cfg.advantage.estimator,
         "critic": job.critic is not None,
+        "value_head_on_actor": job.shared,
         "episodes_per_step": cfg.rollout.batch_size * cfg.rollout.n * rt.world_size,
         "trainable_parameters": models.trainable(),
         "peak_memory_mb": peak_memory_mb(rt.device),
@@ -268,6 +293,10 @@ def run(cfg: DictConfig, out_dir: Path, run_root: Path | None) -> dict[str, Any]
         else:  # a forced rerun without a critic: an earlier run's is not this actor's
             for stale in ("critic", "critic_adapter"):
                 remove_folder(out_dir / stale)
+        if job.shared:
+            save_value_head(rt.accelerator.unwrap_model(job.actor.model), out_dir / VALUE_HEAD_FILE)
+        else:
+            (out_dir / VALUE_HEAD_FILE).unlink(missing_ok=True)
         summary["seconds"] = round(time.perf_counter() - started, 1)
         write_summary(out_dir, summary)
         rt.print(_before_after_table(job.before, done.last_eval))
@@ -335,7 +364,13 @@ class PPOJob:
 
     @property
     def unwrapped_actor(self) -> torch.nn.Module:
-        return self.rt.accelerator.unwrap_model(self.actor.model)
+        """The causal LM (with its adapters): what samples and what is saved."""
+        return policy_of(self.rt.accelerator.unwrap_model(self.actor.model))
+
+    @property
+    def shared(self) -> bool:
+        """The actor carries the value head (ppo.shared_backbone)."""
+        return bool(self.cfg.ppo.shared_backbone)
 
     def step(self, step: int) -> StepFigures:
         """Sample, score and update on this process's rows of the step's global batch, every
@@ -375,7 +410,7 @@ class PPOJob:
         first = None
         if cfg.ppo.minibatch_size >= len(seq):
             model.train()
-            first = first_pass(self.actor, self.critic, seq, update_actor)
+            first = first_pass(self.actor, self.critic, seq, update_actor, self.shared)
             laps.lap("first_pass")
         if first is not None and first.logits is not None:
             old_logp = logprobs_from_logits(first.logits.detach(), seq.response_ids, temperature)
@@ -386,12 +421,13 @@ class PPOJob:
         with self.reference.use() as reference:
             ref_logp, _ = logprobs_in_chunks(reference, seq, temperature, chunk)
         laps.lap("score_ref")
-        if self.critic is None:
+        if self.critic is None and not self.shared:
             values = None
         elif first is not None:
             values = first.values.detach()
         else:
-            values = values_in_chunks(self.critic.model, seq, chunk)
+            scorer = self.actor if self.shared else self.critic
+            values = values_in_chunks(scorer.model, seq, chunk, shared=self.shared)
             laps.lap("score_value")
         rm_rows = reward_rows(seq, self.tokenizer, self.rm_tokenizer, prompts)
         with self.reward_model.use() as reward_model:
@@ -449,6 +485,7 @@ class PPOJob:
             step=step + 1,
             ptx_loss=self.ptx_loss,
             first=first,
+            value_coef=cfg.ppo.value_coef if self.shared else None,
         )
 
         # (6) Adapt beta to the observed per-sequence KL.
