@@ -251,7 +251,9 @@ def _launch(cwd: Path, *args: str) -> subprocess.CompletedProcess:
     proc = subprocess.run(
         [*TWO_PROCESSES, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=600
     )
-    assert proc.returncode == 0, (proc.stdout[-2000:], proc.stderr[-4000:])
+    # The failing process's own lines first: the launcher's report ends stderr.
+    said = [line for line in proc.stderr.splitlines() if "rror" in line or "abort" in line]
+    assert proc.returncode == 0, (said[:20], proc.stdout[-1000:], proc.stderr[-3000:])
     return proc
 
 

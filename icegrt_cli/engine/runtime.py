@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import os
 import random
 from dataclasses import dataclass
@@ -111,7 +112,16 @@ def setup_runtime(
     if rt.world_size > 1:
         backend = accelerator.state.backend
         rt.print(f"engine={rt.engine}: {rt.world_size} processes on {rt.device.type} ({backend})")
+        atexit.register(_leave_process_group)
     return rt
+
+
+def _leave_process_group() -> None:
+    """Tear the process group down before the interpreter exits (once, after every stage and
+    sweep job of this process): a process that exits with gloo's threads still running can die
+    of SIGABRT, and the launcher then reports a finished run as failed."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
 
 
 def join_slurm_tasks() -> None:
