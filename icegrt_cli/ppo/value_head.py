@@ -9,6 +9,7 @@ import torch
 from safetensors.torch import save_file
 from torch import nn
 
+from icegrt_cli.adapters import transformers_model
 from icegrt_cli.errors import writing
 
 VALUE_HEAD_FILE = "value_head.safetensors"
@@ -26,7 +27,7 @@ class PolicyWithValueHead(nn.Module):
     def __init__(self, policy: nn.Module) -> None:
         super().__init__()
         self.policy = policy
-        lm = _language_model(policy)
+        lm = transformers_model(policy)
         weight = lm.get_output_embeddings().weight
         self.value_head = nn.Linear(lm.config.hidden_size, 1, dtype=weight.dtype)
         nn.init.zeros_(self.value_head.weight)
@@ -34,7 +35,7 @@ class PolicyWithValueHead(nn.Module):
 
     def forward(self, **inputs: Any) -> Any:
         captured: list[torch.Tensor] = []
-        head = _language_model(self.policy).get_output_embeddings()
+        head = transformers_model(self.policy).get_output_embeddings()
         hook = head.register_forward_pre_hook(lambda _module, args: captured.append(args[0]))
         try:
             out = self.policy(**inputs)
@@ -42,10 +43,6 @@ class PolicyWithValueHead(nn.Module):
             hook.remove()
         out["values"] = self.value_head(captured[-1]).squeeze(-1).float()
         return out
-
-
-def _language_model(policy: nn.Module) -> nn.Module:
-    return policy.get_base_model() if hasattr(policy, "peft_config") else policy
 
 
 def policy_of(model: nn.Module) -> nn.Module:
