@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -33,11 +34,17 @@ def writing_folder(final: Path) -> Iterator[Path]:
 
 
 def write_text_atomically(path: Path, text: str) -> None:
-    """Write a file whole: a reader (or a run killed mid-write) sees the old file or the new."""
-    tmp = path.with_name(f".{path.name}.tmp")
+    """Write a file whole: a reader (or a run killed mid-write) sees the old file or the new.
+    Each write has its own temporary file, so writers racing on one path (every process of a
+    launched run) never rename each other's away; the last rename wins, whole."""
     with writing(path):
-        tmp.write_text(text, encoding="utf-8")
-        tmp.replace(path)
+        tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.tmp")
+        try:
+            tmp.write_text(text, encoding="utf-8")
+            tmp.replace(path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
 
 
 def remove_folder(path: Path) -> None:

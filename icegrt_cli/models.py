@@ -109,10 +109,12 @@ def preset_tokenizer_path(vocab_size: int) -> Path:
         tokenizer = train_tokenizer(_iter_corpus_text(files), vocab_size)
         tmp = folder.with_name(folder.name + f".tmp{os.getpid()}")
         tokenizer.save_pretrained(tmp)
-        if folder.exists():  # another process won the race; its copy is identical
-            shutil.rmtree(tmp)
-        else:
+        try:
             tmp.replace(folder)
+        except OSError:  # another process (of a launched run) published its identical copy first
+            shutil.rmtree(tmp)
+            if not (folder / "tokenizer.json").exists():
+                raise
     return folder
 
 

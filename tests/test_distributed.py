@@ -251,10 +251,17 @@ def _launch(cwd: Path, *args: str) -> subprocess.CompletedProcess:
     proc = subprocess.run(
         [*TWO_PROCESSES, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=600
     )
-    # The failing process's own lines first: the launcher's report ends stderr.
-    said = [line for line in proc.stderr.splitlines() if "rror" in line or "abort" in line]
-    assert proc.returncode == 0, (said[:20], proc.stdout[-1000:], proc.stderr[-3000:])
+    if proc.returncode != 0:  # a plain string: pytest shortens a tuple's repr to one line
+        (cwd / "launch.stderr").write_text(proc.stderr)
+        said = [line for line in proc.stderr.splitlines() if _tells_the_cause(line)]
+        pytest.fail(f"exit {proc.returncode}; the processes said:\n" + "\n".join(said[:60]))
     return proc
+
+
+def _tells_the_cause(line: str) -> bool:
+    """A traceback's lines and error lines; the launcher's own report adds nothing."""
+    quoted = line.startswith(("Traceback", "  File", "    ", "[rank"))
+    return quoted or "rror" in line or "abort" in line
 
 
 def _step_two(path: Path) -> list[dict]:

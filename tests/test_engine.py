@@ -171,6 +171,48 @@ def test_a_failed_folder_write_leaves_the_earlier_folder_as_it_was(tmp_path: Pat
     assert (final / "weights").read_text() == "second"
 
 
+def test_processes_writing_the_same_file_at_once_each_write_it_whole(tmp_path: Path) -> None:
+    """Every process of a launched pipeline writes its summary; one writer's rename must not
+    take another's half-written file away (a shared temporary name failed the 2-process run)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from icegrt_cli.atomic import write_text_atomically
+
+    path = tmp_path / "summary.json"
+
+    def write(text: str) -> None:
+        for _ in range(300):
+            write_text_atomically(path, text)
+
+    with ThreadPoolExecutor(2) as pool:
+        list(pool.map(write, ["a" * 4096, "b" * 4096]))
+    assert path.read_text() in ("a" * 4096, "b" * 4096)
+    assert [p.name for p in tmp_path.iterdir()] == ["summary.json"]
+
+
+def test_a_tokenizer_another_process_cached_first_is_taken_as_it_is(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Both processes of a launched run train the preset tokenizer; the one that publishes
+    second found the folder already there and failed (`Directory not empty`)."""
+    import shutil
+
+    from icegrt_cli.models import preset_tokenizer_path
+
+    monkeypatch.setenv("ICEGRT_CACHE", str(tmp_path / "cache"))
+    real = Path.replace
+
+    def other_process_first(self: Path, target: Path) -> Path:
+        if Path(target).parent.name == "tokenizers":  # the other process publishes its copy now
+            shutil.copytree(self, target)
+        return real(self, target)
+
+    monkeypatch.setattr(Path, "replace", other_process_first)
+    folder = preset_tokenizer_path(320)
+    assert (folder / "tokenizer.json").exists()
+    assert [p.name for p in folder.parent.iterdir()] == [folder.name]  # no temporary left
+
+
 def test_a_preset_is_rebuilt_when_its_settings_change(tmp_path: Path) -> None:
     import json
 

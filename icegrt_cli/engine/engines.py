@@ -26,6 +26,12 @@ SHARDED_PARAMETERS = ("fsdp", "zero3")
 """Engines whose parameters are split too: whole weights are gathered to save or generate."""
 
 
+def is_first_process() -> bool:
+    """Rank 0 of a launched run (or the only process), known before any process group exists:
+    the one that writes what every process would otherwise write at once."""
+    return os.environ.get("RANK", "0") == "0"
+
+
 def has_accelerator() -> bool:
     """A GPU (or other torch accelerator) this process can use."""
     accelerator = getattr(torch, "accelerator", None)

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from icegrt_cli.engine.engines import is_first_process
 from icegrt_cli.errors import ConfigError
 
 try:
@@ -22,7 +23,7 @@ LOCK_FILE = ".icegrt.lock"
 def run_lock(folder: Path) -> Iterator[None]:
     """Hold `folder/.icegrt.lock` for the block; raise ConfigError if another process holds it.
     Only the first process of a process group locks (the others run the same command)."""
-    if fcntl is None or os.environ.get("RANK", "0") != "0":
+    if fcntl is None or not is_first_process():
         yield
         return
     folder.mkdir(parents=True, exist_ok=True)

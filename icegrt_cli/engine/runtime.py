@@ -13,8 +13,9 @@ from accelerate import Accelerator
 from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
 
+from icegrt_cli.atomic import write_text_atomically
 from icegrt_cli.config import EngineConfig, RunConfig
-from icegrt_cli.engine.engines import engine_plugins, has_accelerator
+from icegrt_cli.engine.engines import engine_plugins, has_accelerator, is_first_process
 
 PRECISIONS = {"fp32": "no", "bf16": "bf16", "fp16": "fp16"}
 
@@ -155,9 +156,11 @@ def _quiet_transformers() -> None:
 def save_run_config(cfg: DictConfig, out_dir: Path) -> Path:
     """Write the composed config beside the outputs so the run can be repeated exactly. Called
     once the inputs have loaded: from here on the folder is being rewritten, so an earlier
-    run's summary.json (a forced rerun's) goes first and "finished" means this run finished."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "summary.json").unlink(missing_ok=True)
+    run's summary.json (a forced rerun's) goes first and "finished" means this run finished.
+    Only the first process of a launched run writes."""
     path = out_dir / "config.yaml"
-    OmegaConf.save(cfg, path, resolve=True)
+    if is_first_process():
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / "summary.json").unlink(missing_ok=True)
+        write_text_atomically(path, OmegaConf.to_yaml(cfg, resolve=True))
     return path

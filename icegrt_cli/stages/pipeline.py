@@ -17,7 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from icegrt_cli.console import print_warning
 from icegrt_cli.engine.checkpoint import Checkpointer
-from icegrt_cli.engine.engines import check_engine_machine, has_accelerator
+from icegrt_cli.engine.engines import check_engine_machine, has_accelerator, is_first_process
 from icegrt_cli.errors import ConfigError
 from icegrt_cli.stages.common import SUMMARY, is_complete, write_summary
 from icegrt_cli.stages.registry import PIPELINE_ORDER, STAGES
@@ -90,7 +90,10 @@ def _link_finished(source: Path, run_dir: Path, name: str) -> bool:
     if target.exists() or not is_complete(origin):
         return False
     run_dir.mkdir(parents=True, exist_ok=True)
-    target.symlink_to(origin.resolve(), target_is_directory=True)
+    try:
+        target.symlink_to(origin.resolve(), target_is_directory=True)
+    except FileExistsError:  # another process of a launched run linked it a moment ago
+        return False
     return True
 
 
@@ -98,7 +101,8 @@ def run(cfg: DictConfig, out_dir: Path, run_root: Path | None) -> dict[str, Any]
     from rich.console import Console
 
     started = time.perf_counter()
-    console = Console(highlight=False)
+    first = is_first_process()  # the others run the same stages and print nothing of their own
+    console = Console(highlight=False, quiet=not first)
     unknown = [s for s in cfg.stages if s not in PIPELINE_ORDER]
     if unknown:
         raise ConfigError(f"stages: unknown {unknown}; choose from {list(PIPELINE_ORDER)}")
@@ -140,5 +144,7 @@ def run(cfg: DictConfig, out_dir: Path, run_root: Path | None) -> dict[str, Any]
         if table is not None:
             console.print(table)
     seconds = round(time.perf_counter() - started, 1)
-    write_summary(out_dir, {"stage": "pipeline", "stages": list(cfg.stages), "seconds": seconds})
+    if first:
+        summary = {"stage": "pipeline", "stages": list(cfg.stages), "seconds": seconds}
+        write_summary(out_dir, summary)
     return summaries
