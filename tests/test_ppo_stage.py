@@ -13,6 +13,8 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
+from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM
 
 from icegrt_cli.engine.metrics import read_metrics
@@ -324,13 +326,35 @@ def test_grpo_runs_without_a_critic_and_resumes_exactly(run_dir: Path) -> None:
             assert a[key] == pytest.approx(b[key], rel=1e-4, abs=1e-6), (a["step"], key)
 
 
-def test_a_value_head_on_the_actor_replaces_the_critic(run_dir: Path) -> None:
-    _ppo(run_dir, "shared", "ppo.shared_backbone=true", "ppo.steps=2")
+def test_a_value_head_on_a_lora_actor_replaces_the_critic_and_resumes_exactly(
+    run_dir: Path,
+) -> None:
+    shared = ("ppo.shared_backbone=true", "peft=lora", "ppo.steps=2", "train.eval_every=0")
+    _ppo(run_dir, "shared", *shared)
     out = run_dir / "runs" / "shared" / "ppo"
     summary = json.loads((out / "summary.json").read_text())
     assert summary["value_head_on_actor"] is True and summary["critic"] is False
     assert set(summary["trainable_parameters"]) == {"actor"}
     assert (out / "value_head.safetensors").is_file() and not (out / "critic").exists()
+    assert (out / "adapter").is_dir()
     AutoModelForCausalLM.from_pretrained(out / "model")  # a plain causal LM folder
-    steps = [r for r in read_metrics(out / "metrics.jsonl") if "ppo/value_loss" in r]
-    assert len(steps) == 2 and all(r["ppo/value_loss"] > 0 for r in steps)
+    _ppo(run_dir, "shared_parts", *shared, "train.stop_after=1")
+    _ppo(run_dir, "shared_parts", *shared, "run.resume=latest")
+    whole, parts = (
+        [
+            r
+            for r in read_metrics(run_dir / "runs" / n / "ppo" / "metrics.jsonl")
+            if "ppo/value_loss" in r
+        ]
+        for n in ("shared", "shared_parts")
+    )
+    assert len(whole) == len(parts) == 2 and all(r["ppo/value_loss"] > 0 for r in whole)
+    for key in ("rollout/score_raw", "ppo/policy_loss", "ppo/value_loss"):
+        assert parts[1][key] == pytest.approx(whole[1][key], rel=1e-4, abs=1e-6), key
+    heads = [
+        load_file(run_dir / "runs" / n / "ppo" / "value_head.safetensors")
+        for n in ("shared", "shared_parts")
+    ]
+    assert heads[0]["weight"].abs().max() > 0  # trained: it starts at zero
+    for name, weight in heads[0].items():  # the resumed head is the checkpoint's, trained on
+        torch.testing.assert_close(heads[1][name], weight, rtol=1e-4, atol=1e-7)
