@@ -77,20 +77,33 @@ def conf_dir() -> Path:
 
 def _run_dir(root: str, name: str | None, stage: str, stamp: str) -> str:
     if stage == "pipeline":
-        return f"{root}/{name}" if name else f"{root}/pipeline/{stamp}"
-    return f"{root}/{name}/{stage}" if name else f"{root}/{stage}/{stamp}"
+        return f"{root}/{name}" if name else _unused(f"{root}/pipeline/{stamp}")
+    return f"{root}/{name}/{stage}" if name else _unused(f"{root}/{stage}/{stamp}")
 
 
 def _sweep_dir(root: str, name: str | None, stage: str, stamp: str) -> str:
     """Every sweep its own dated folder, its jobs numbered below it: a second sweep under the
     same run.name never lands in (or mixes its jobs with) the first one's `0/`, `1/`, ..."""
-    return f"{root}/{name}/multirun/{stage}/{stamp}" if name else f"{root}/multirun/{stage}/{stamp}"
+    return _unused(
+        f"{root}/{name}/multirun/{stage}/{stamp}" if name else f"{root}/multirun/{stage}/{stamp}"
+    )
+
+
+def _unused(folder: str) -> str:
+    """`folder`, or `folder-2`, `folder-3`, ... when a run started in the same second has it."""
+    found, number = folder, 1
+    while Path(found).exists():
+        number += 1
+        found = f"{folder}-{number}"
+    return found
 
 
 def register_resolvers() -> None:
+    """The output-folder resolvers, cached: a dated folder is chosen once per command (Hydra
+    carries the cache into every job of a sweep), not again once the run has created it."""
     for key, fn in (("icegrt_run_dir", _run_dir), ("icegrt_sweep_dir", _sweep_dir)):
         if not OmegaConf.has_resolver(key):
-            OmegaConf.register_new_resolver(key, fn)
+            OmegaConf.register_new_resolver(key, fn, use_cache=True)
 
 
 def group_slots(stage: str) -> dict[str, str]:

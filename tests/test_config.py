@@ -139,3 +139,19 @@ def test_every_help_example_composes(stage: str) -> None:
             if flag in args:
                 args.remove(flag)
         validate(stage, stage, args)
+
+
+@pytest.mark.parametrize("resolver", ["icegrt_run_dir", "icegrt_sweep_dir"])
+def test_a_dated_run_started_in_the_same_second_gets_a_folder_of_its_own(
+    tmp_path: Path, resolver: str
+) -> None:
+    """Two unnamed runs (or two sweeps) started in one second were given one folder."""
+    node = {"dir": f"${{{resolver}:{tmp_path},null,sft,2026-01-02_09-30-00}}"}
+    first = OmegaConf.create(node)
+    chosen = first.dir
+    Path(chosen).mkdir(parents=True)
+    assert first.dir == chosen  # resolved again once it exists: still the run's own folder
+    second = OmegaConf.create(node)
+    assert second.dir == f"{chosen}-2"
+    Path(second.dir).mkdir()
+    assert OmegaConf.create(node).dir == f"{chosen}-3"
