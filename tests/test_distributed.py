@@ -214,6 +214,29 @@ def test_two_processes_of_b_rows_update_as_one_process_of_2b(tmp_path: Path) -> 
         assert moved > 1e-4 and apart < 1e-6, (moved, apart)
 
 
+def _figures_worker(rank: int, world: int, out: str) -> None:
+    """Step figures whose keys differ between the processes, averaged over them."""
+    from accelerate import Accelerator
+    from rich.console import Console
+
+    from icegrt_cli.engine.runtime import Runtime
+
+    rt = Runtime(Accelerator(cpu=True), Console())
+    figures = {"rollout/score": 1.0 + 2.0 * rank, "time/update_s": 0.5}
+    if rank == 1:  # only this process's batch held records a judge scores
+        figures["rollout/gold"] = 0.75
+    torch.save(rt.mean_over_processes(figures), f"{out}.{rank}")
+
+
+def test_step_figures_average_over_processes_whose_keys_differ(tmp_path: Path) -> None:
+    """A figure only some processes have (gold, where a batch held judged records) was packed
+    into one tensor per process: tensors of unequal length in one all-reduce."""
+    out = str(tmp_path / "figures")
+    _spawn(_figures_worker, 2, out, timeout=60.0)
+    expected = {"rollout/gold": 0.75, "rollout/score": 2.0, "time/update_s": 0.5}
+    assert torch.load(f"{out}.0") == torch.load(f"{out}.1") == expected
+
+
 TWO_PROCESSES = [
     sys.executable,
     "-m",

@@ -5,11 +5,13 @@ from __future__ import annotations
 import atexit
 import os
 import random
+import statistics
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from accelerate import Accelerator
+from accelerate.utils import gather_object
 from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
 
@@ -49,6 +51,20 @@ class Runtime:
         """Print once, from the main process."""
         if self.is_main:
             self.console.print(*args, **kwargs)
+
+    def mean_over_processes(self, figures: dict[str, float]) -> dict[str, float]:
+        """Each figure averaged over the processes that have it, the same on every process.
+        Processes may differ in keys (a gold figure exists only where a batch held judged
+        records), so the figures travel as objects, not as one packed tensor."""
+        if self.world_size == 1:
+            return figures
+        return mean_of_each(gather_object([figures]))
+
+
+def mean_of_each(dicts: list[dict[str, float]]) -> dict[str, float]:
+    """Per key, the mean over the dicts that have it."""
+    keys = sorted(set().union(*dicts))
+    return {k: statistics.fmean(d[k] for d in dicts if k in d) for k in keys}
 
 
 def default_threads() -> int:

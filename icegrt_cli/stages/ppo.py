@@ -512,7 +512,9 @@ class PPOJob:
             "time/update_s": time.perf_counter() - t0 - t_rollout,
             **laps.seconds,
         }
-        figures = self._mean_across(figures)
+        # Averaged over the processes' equal rollout batches: the record describes the global
+        # batch. The update's figures are global already, the same on every process.
+        figures = rt.mean_over_processes(figures)
         self._warn_on_negative_kl(kl_mean)
         every = cfg.train.sample_every
         if rt.is_main and every and (step + 1) % every == 0:
@@ -527,19 +529,6 @@ class PPOJob:
     def _sum_across(self, t: torch.Tensor) -> torch.Tensor:
         """All-reduce sum over processes: advantages are whitened over the global batch."""
         return self.rt.accelerator.reduce(t, reduction="sum") if self.rt.world_size > 1 else t
-
-    def _mean_across(self, figures: dict[str, float]) -> dict[str, float]:
-        """Each figure averaged over the processes (equal rollout batches), so the record
-        describes the global batch, not the main process's share. The update's figures are
-        global already, and each process's copy of them is the same."""
-        if self.rt.world_size == 1:
-            return figures
-        keys = sorted(figures)
-        packed = torch.tensor(
-            [figures[k] for k in keys], dtype=torch.float64, device=self.rt.device
-        )
-        packed = self.rt.accelerator.reduce(packed, reduction="mean").tolist()
-        return dict(zip(keys, packed, strict=True))
 
     def _warn_on_negative_kl(self, kl_mean: float) -> None:
         self.negative_kl_streak = self.negative_kl_streak + 1 if kl_mean < -1e-3 else 0
