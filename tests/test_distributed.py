@@ -237,6 +237,34 @@ def test_step_figures_average_over_processes_whose_keys_differ(tmp_path: Path) -
     assert torch.load(f"{out}.0") == torch.load(f"{out}.1") == expected
 
 
+def _held_out_worker(rank: int, world: int, out: str) -> None:
+    """`evaluate` over a held-out set of one pair: the second process gets no batch at all."""
+    from accelerate import Accelerator
+    from rich.console import Console
+
+    from icegrt_cli.engine.loop import StepOutput, evaluate
+    from icegrt_cli.engine.runtime import Runtime
+
+    def step(model: torch.nn.Module, batch: dict[str, Any]) -> StepOutput:
+        return StepOutput(batch["weight"] * 0.5, {"accuracy": float(batch["weight"])})
+
+    rt = Runtime(Accelerator(cpu=True), Console())
+
+    def collate(chunk: list[int]) -> dict[str, Any]:
+        return {"weight": torch.tensor(float(len(chunk)))}
+
+    figures = evaluate(rt, torch.nn.Linear(1, 1), [0], collate, step, batch_size=4)
+    torch.save(figures, f"{out}.{rank}")
+
+
+def test_held_out_figures_when_a_process_has_no_held_out_batch(tmp_path: Path) -> None:
+    """Fewer held-out examples than processes: the empty process's totals lacked the step's
+    metric keys, and the packed all-reduce of unequal lengths hung."""
+    out = str(tmp_path / "held_out")
+    _spawn(_held_out_worker, 2, out, timeout=60.0)
+    assert torch.load(f"{out}.0") == torch.load(f"{out}.1") == {"accuracy": 1.0, "loss": 0.5}
+
+
 TWO_PROCESSES = [
     sys.executable,
     "-m",

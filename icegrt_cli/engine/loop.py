@@ -70,6 +70,10 @@ def _move(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
     return {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
 
 
+UNITS = "\0units"
+"""The held-out units' total travels with the figures under a key no figure has."""
+
+
 @torch.no_grad()
 def evaluate(
     rt: Runtime,
@@ -96,12 +100,10 @@ def evaluate(
         for key, value in out.metrics.items():
             totals[key] = totals.get(key, 0.0) + float(value)
         units += _units(batch)
-    keys = sorted(totals)
-    packed = torch.tensor([totals[k] for k in keys] + [units], device=rt.device)
-    packed = rt.accelerator.reduce(packed, reduction="sum")
+    summed = rt.sum_over_processes({**totals, UNITS: units})
     model.train(was_training)
-    denominator = max(packed[-1].item(), 1.0)
-    return {k: packed[i].item() / denominator for i, k in enumerate(keys)}
+    denominator = max(summed.pop(UNITS), 1.0)
+    return {k: v / denominator for k, v in summed.items()}
 
 
 def fit(

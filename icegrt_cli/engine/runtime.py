@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import atexit
+import math
 import os
 import random
 import statistics
@@ -60,11 +61,24 @@ class Runtime:
             return figures
         return mean_of_each(gather_object([figures]))
 
+    def sum_over_processes(self, totals: dict[str, float]) -> dict[str, float]:
+        """Each total summed over the processes, a key a process lacks counting 0 there (a
+        process with no held-out batch has no metric totals)."""
+        if self.world_size == 1:
+            return totals
+        return sum_of_each(gather_object([totals]))
+
 
 def mean_of_each(dicts: list[dict[str, float]]) -> dict[str, float]:
     """Per key, the mean over the dicts that have it."""
     keys = sorted(set().union(*dicts))
     return {k: statistics.fmean(d[k] for d in dicts if k in d) for k in keys}
+
+
+def sum_of_each(dicts: list[dict[str, float]]) -> dict[str, float]:
+    """Per key, the sum over the dicts (0 where one lacks it)."""
+    keys = sorted(set().union(*dicts))
+    return {k: math.fsum(d.get(k, 0.0) for d in dicts) for k in keys}
 
 
 def default_threads() -> int:
