@@ -42,16 +42,21 @@ def test_every_group_option_composes(stage: str) -> None:
     """Each slot of each stage (and of the pipeline) accepts every option of its group."""
     slots = group_slots(stage)
     assert slots, stage
+    options = {
+        # each task slot holds its own task; no cross product
+        package: [package.rsplit(".", 1)[-1]] if group == "task" else _group_options(group)
+        for package, group in slots.items()
+    }
     with initialize_config_dir(str(conf_dir()), version_base="1.3"):
         assert compose(config_name=stage).stage == stage
-        for package, group in slots.items():
-            options = _group_options(group)
-            if group == "task":  # each task slot holds its own task; no cross product
-                options = [package.rsplit(".", 1)[-1]]
-            for option in options:
-                (override,) = name_groups(stage, [f"{package}={option}"])
-                cfg = compose(config_name=stage, overrides=[override])
-                assert OmegaConf.select(cfg, package) is not None, override
+        # Round i sets every slot to its i-th option (the groups are independent): every
+        # option of every slot composes in as many rounds as the longest group has options.
+        for i in range(max(map(len, options.values()))):
+            chosen = {package: names[i % len(names)] for package, names in options.items()}
+            overrides = name_groups(stage, [f"{p}={o}" for p, o in chosen.items()])
+            cfg = compose(config_name=stage, overrides=overrides)
+            for package, option in chosen.items():
+                assert OmegaConf.select(cfg, package) is not None, (package, option)
 
 
 def test_pipeline_routes_stage_overrides() -> None:
