@@ -321,17 +321,20 @@ def _step_two(path: Path) -> list[dict]:
 
 
 @pytest.mark.slow
-def test_sft_reward_model_and_ppo_run_on_two_processes_and_ppo_resumes_each_stream(
+def test_the_pipeline_runs_on_two_processes_and_ppo_resumes_each_stream(
     tmp_path: Path,
 ) -> None:
-    """The three training stages under `accelerate launch` with 2 gloo processes; PPO resumed
-    from its step-1 checkpoint repeats step 2 exactly, so every process got its own sampling
-    and PPO-ptx streams back."""
-    proc = _launch(tmp_path, "pipeline", "run.name=two", "stages=[sft,train_rm,ppo]", *TINY_STAGES)
+    """The whole pipeline under `accelerate launch` with 2 gloo processes; PPO resumed from
+    its step-1 checkpoint repeats step 2 exactly, so every process got its own sampling and
+    PPO-ptx streams back."""
+    evaluation = ("eval.tasks=[ad_moderation,arc_easy]", "eval.limit=4")
+    proc = _launch(tmp_path, "pipeline", "run.name=two", *evaluation, *TINY_STAGES)
     assert "2 processes" in proc.stdout, proc.stdout[-2000:]
     run = tmp_path / "runs" / "two"
-    for stage in ("sft", "train_rm", "ppo"):
+    for stage in ("sft", "train_rm", "ppo", "eval"):
         assert (run / stage / "summary.json").exists(), stage
+    results = json.loads((run / "eval" / "results.json").read_text())
+    assert set(results["models"]) == {"sft", "ppo"} and (run / "summary.json").exists()
     assert (run / "ppo" / "model" / "config.json").exists()
     assert (run / "ppo" / "critic" / "config.json").exists()
     first = _step_two(run / "ppo" / "metrics.jsonl")

@@ -159,7 +159,7 @@ def run(cfg: EvalConfig, out_dir: Path, run_root: Path | None) -> dict[str, Any]
                 }
                 per_item[task.name][label] = outcome.predictions
                 rt.print(task_line(task, bars.prefix + task.label, outcome, speed))
-                if cfg.save_predictions:
+                if cfg.save_predictions and rt.is_main:
                     write_predictions(out_dir, label, task.name, outcome.predictions)
             del model, lm
 
@@ -193,16 +193,16 @@ def run(cfg: EvalConfig, out_dir: Path, run_root: Path | None) -> dict[str, Any]
         },
     }
     rt.print(comparison_table(results))
-    rt.print(f"results: {write_results(out_dir, results)}")
-    write_summary(
-        out_dir,
-        {
+    if rt.is_main:  # under a launcher every process scores everything; one writes
+        rt.print(f"results: {write_results(out_dir, results)}")
+        summary = {
             "models": results["models"],
             "scores": {
                 name: {label: s["values"] for label, s in per.items()}
                 for name, per in scores.items()
             },
             "seconds": round(time.perf_counter() - started, 1),
-        },
-    )
+        }
+        write_summary(out_dir, summary)
+    rt.accelerator.wait_for_everyone()
     return results
