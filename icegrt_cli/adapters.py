@@ -68,12 +68,17 @@ def is_adapted(model: torch.nn.Module) -> bool:
     return hasattr(getattr(model, "module", model), "disable_adapter")
 
 
-def transformers_model(model: torch.nn.Module) -> torch.nn.Module:
-    """The transformers model inside DDP (`.module`), value-head and PEFT wrappers; its LoRA
-    layers stay in place, so calling its parts still applies the adapters."""
+def policy_model(model: torch.nn.Module) -> torch.nn.Module:
+    """The causal LM, with its adapters if any, inside DDP (`.module`) and the value-head
+    wrapper of ppo.shared_backbone: what samples and what is saved."""
     model = getattr(model, "module", model)
-    if getattr(model, "wraps_policy", False):  # ppo.shared_backbone's value-head wrapper
-        model = model.policy
+    return model.policy if getattr(model, "wraps_policy", False) else model
+
+
+def transformers_model(model: torch.nn.Module) -> torch.nn.Module:
+    """The transformers model inside DDP, value-head and PEFT wrappers; its LoRA layers stay in
+    place, so calling its parts still applies the adapters."""
+    model = policy_model(model)
     return model.get_base_model() if is_adapted(model) else model
 
 

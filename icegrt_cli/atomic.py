@@ -33,18 +33,26 @@ def writing_folder(final: Path) -> Iterator[Path]:
     shutil.rmtree(old, ignore_errors=True)
 
 
-def write_text_atomically(path: Path, text: str) -> None:
-    """Write a file whole: a reader (or a run killed mid-write) sees the old file or the new.
-    Each write has its own temporary file, so writers racing on one path (every process of a
-    launched run) never rename each other's away; the last rename wins, whole."""
+@contextmanager
+def writing_file(path: Path) -> Iterator[Path]:
+    """Yield a temporary sibling of `path` to write; it replaces `path` only when the block
+    succeeds, so a reader (or a run killed mid-write) sees the old file or the new. Each write
+    has its own temporary file: writers racing on one path (every process of a launched run)
+    never rename each other's away; the last rename wins, whole."""
     with writing(path):
         tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.tmp")
         try:
-            tmp.write_text(text, encoding="utf-8")
+            yield tmp
             tmp.replace(path)
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
+
+
+def write_text_atomically(path: Path, text: str) -> None:
+    """Write a text file whole (`writing_file`)."""
+    with writing_file(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
 
 
 def remove_folder(path: Path) -> None:

@@ -7,6 +7,7 @@ import math
 import os
 import random
 import statistics
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -59,26 +60,22 @@ class Runtime:
         records), so the figures travel as objects, not as one packed tensor."""
         if self.world_size == 1:
             return figures
-        return mean_of_each(gather_object([figures]))
+        return per_key(gather_object([figures]), statistics.fmean)
 
     def sum_over_processes(self, totals: dict[str, float]) -> dict[str, float]:
         """Each total summed over the processes, a key a process lacks counting 0 there (a
         process with no held-out batch has no metric totals)."""
         if self.world_size == 1:
             return totals
-        return sum_of_each(gather_object([totals]))
+        return per_key(gather_object([totals]), math.fsum)
 
 
-def mean_of_each(dicts: list[dict[str, float]]) -> dict[str, float]:
-    """Per key, the mean over the dicts that have it."""
+def per_key(
+    dicts: list[dict[str, float]], combine: Callable[[list[float]], float]
+) -> dict[str, float]:
+    """Per key, `combine` of the values of the dicts that have it."""
     keys = sorted(set().union(*dicts))
-    return {k: statistics.fmean(d[k] for d in dicts if k in d) for k in keys}
-
-
-def sum_of_each(dicts: list[dict[str, float]]) -> dict[str, float]:
-    """Per key, the sum over the dicts (0 where one lacks it)."""
-    keys = sorted(set().union(*dicts))
-    return {k: math.fsum(d.get(k, 0.0) for d in dicts) for k in keys}
+    return {k: combine([d[k] for d in dicts if k in d]) for k in keys}
 
 
 def default_threads() -> int:

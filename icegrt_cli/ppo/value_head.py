@@ -10,7 +10,7 @@ from safetensors.torch import save_file
 from torch import nn
 
 from icegrt_cli.adapters import transformers_model
-from icegrt_cli.errors import writing
+from icegrt_cli.atomic import writing_file
 
 VALUE_HEAD_FILE = "value_head.safetensors"
 
@@ -45,17 +45,9 @@ class PolicyWithValueHead(nn.Module):
         return out
 
 
-def policy_of(model: nn.Module) -> nn.Module:
-    """The causal LM (with its adapters, if any) inside DDP and the value-head wrapper."""
-    model = getattr(model, "module", model)
-    return model.policy if isinstance(model, PolicyWithValueHead) else model
-
-
 def save_value_head(model: nn.Module, path: Path) -> None:
     """The head's weights (safetensors), written whole: it reads `path`'s sibling model/."""
     head = getattr(model, "module", model).value_head
     weights = {name: p.detach().cpu().contiguous() for name, p in head.state_dict().items()}
-    tmp = path.with_name(f".{path.name}.tmp")
-    with writing(path):
+    with writing_file(path) as tmp:
         save_file(weights, str(tmp))
-        tmp.replace(path)

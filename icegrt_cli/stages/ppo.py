@@ -21,7 +21,7 @@ import torch
 from omegaconf import DictConfig
 from rich.table import Table
 
-from icegrt_cli.adapters import ADAPTER_DIR, FrozenModel, merged
+from icegrt_cli.adapters import ADAPTER_DIR, FrozenModel, merged, policy_model
 from icegrt_cli.atomic import remove_folder
 from icegrt_cli.config import (
     GROUP_ESTIMATORS,
@@ -68,7 +68,7 @@ from icegrt_cli.ppo.setup import (
     reward_stats,
 )
 from icegrt_cli.ppo.update import Learner, PtxLoss, first_pass, ppo_update
-from icegrt_cli.ppo.value_head import VALUE_HEAD_FILE, policy_of, save_value_head
+from icegrt_cli.ppo.value_head import VALUE_HEAD_FILE, save_value_head
 from icegrt_cli.reward.scoring import score_sequences
 from icegrt_cli.stages.common import (
     gathered_weights,
@@ -365,7 +365,7 @@ class PPOJob:
     @property
     def unwrapped_actor(self) -> torch.nn.Module:
         """The causal LM (with its adapters): what samples and what is saved."""
-        return policy_of(self.rt.accelerator.unwrap_model(self.actor.model))
+        return policy_model(self.rt.accelerator.unwrap_model(self.actor.model))
 
     @property
     def shared(self) -> bool:
